@@ -1,0 +1,108 @@
+"""Data sets held as tensors in memory, split and batched by indexing (no per-image DataLoader).
+
+Images are float32 ``[n, C, H, W]`` with pixels in ``[0, 1]``; labels are int64 ``[n]``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from ..errors import ConfigError
+
+
+class TensorSplit(NamedTuple):
+    """A train/test pair as a loader returns it, with where the data came from."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    source: str
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    """Train/validation/test tensors of one data set; ``source`` says where they were read from."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    source: str = "in memory"
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.dim() != 4 or x.dtype != torch.float32:
+                raise ConfigError(f"{self.name}: x_{split} must be float32 [n, C, H, W], "
+                                  f"got {x.dtype} {tuple(x.shape)}")
+            if y.dim() != 1 or y.dtype != torch.int64 or len(y) != len(x):
+                raise ConfigError(f"{self.name}: y_{split} must be int64 [{len(x)}], "
+                                  f"got {y.dtype} {tuple(y.shape)}")
+            if x.shape[1:] != self.x_train.shape[1:]:
+                raise ConfigError(f"{self.name}: x_{split} images are {tuple(x.shape[1:])}, "
+                                  f"x_train images are {tuple(self.x_train.shape[1:])}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        channels, height, width = self.x_train.shape[1:]
+        return int(channels), int(height), int(width)
+
+    @property
+    def n_classes(self) -> int:
+        """1 + the largest label in any split (labels are ``0 .. n_classes - 1``)."""
+        labels = [y for y in (self.y_train, self.y_val, self.y_test) if len(y)]
+        return 1 + max(int(y.max()) for y in labels)
+
+    @property
+    def n_train(self) -> int:
+        """Number of training examples (validation excluded)."""
+        return len(self.y_train)
+
+
+def train_val_split(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Carve ``val_size`` random examples out of a training set: ``(x_tr, y_tr, x_val, y_val)``.
+
+    The split is a permutation drawn from ``torch.Generator().manual_seed(seed)``, so it is the
+    same on every machine for the same ``seed``; ``val_size=0`` gives empty validation tensors.
+    """
+    n = len(x)
+    if len(y) != n:
+        raise ConfigError(f"x has {n} examples but y has {len(y)}")
+    if not 0 <= val_size < n:
+        raise ConfigError(f"val_size={val_size} must be in 0..{n - 1}: the validation set is carved "
+                          f"from the {n} training examples; lower --val-size")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size], order[val_size:]
+    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+
+
+def iterate_minibatches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                        generator: torch.Generator | None, shuffle: bool = True
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(xb, yb)`` batches covering every example once; the last batch may be smaller.
+
+    With ``shuffle`` the order is ``torch.randperm(n, generator=generator)``; without it the
+    batches are consecutive slices (views, no copy).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    n = len(x)
+    if len(y) != n:
+        raise ConfigError(f"x has {n} examples but y has {len(y)}")
+    if not shuffle:
+        for start in range(0, n, batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+        return
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]

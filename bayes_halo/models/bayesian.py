@@ -1,0 +1,145 @@
+"""``BayesianModule``: put a prior on the prunable weights of any ``torch.nn.Module``.
+
+One object, two estimators of the same objective:
+
+* the **fast path** for a plain torch loop,
+  ``objective(x, y) = mean_nll(net(x), y) + penalty()``, with the prior's hyper-variables
+  (HALO's lambdas) held as ordinary trainable tensors in unconstrained space
+  (``h = biject_to(support)(raw)``, the same transform Pyro's autoguides use);
+* the **Pyro model** ``model(x, y)``: prunable weights and hyper-variables are sample sites of
+  the prior, every other parameter has a flat (improper) prior, and ``y`` is observed inside
+  ``pyro.plate("data", N, subsample=...)``, which scales the batch log-likelihood by ``N/B``.
+  Hence ``-log p(y, theta, h) = N * objective + const`` and a MAP fit with ``AutoDelta`` +
+  ``Trace_ELBO`` minimises the same function times ``N``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import Tensor, nn
+from torch.distributions import biject_to, constraints
+
+from ..errors import ConfigError
+from ..priors import Prior, hyper_site_name
+from .likelihoods import Categorical, Likelihood
+from .selection import Scope, prunable_parameters
+
+
+class BayesianModule(nn.Module):
+    """A network ``net`` with ``prior`` on its prunable weights and ``likelihood`` on its outputs.
+
+    Args:
+        net: any module mapping a batch ``x`` to outputs.
+        prior: the prior on every selected weight tensor, or ``None`` (maximum likelihood).
+        n_data: ``N``, the number of training examples (sets the prior's total rates).
+        likelihood: observation model (default: categorical on logits).
+        scope, include_bias, exclude: which parameters get the prior
+            (see :func:`bayes_halo.models.selection.prunable_parameters`).
+    """
+
+    def __init__(self, net: nn.Module, prior: Prior | None, n_data: int,
+                 likelihood: Likelihood | None = None, scope: Scope = "all",
+                 include_bias: bool = False, exclude: Iterable[str] = ()) -> None:
+        super().__init__()
+        if int(n_data) < 1:
+            raise ConfigError(f"n_data must be a positive number of examples, got {n_data}")
+        self.net = net
+        self.prior = prior
+        self.n_data = int(n_data)
+        self.likelihood = likelihood if likelihood is not None else Categorical()
+        selected = prunable_parameters(net, scope, include_bias, exclude) if prior is not None else {}
+        #: names of the weight tensors that carry the prior (``named_parameters`` names)
+        self.sites: tuple[str, ...] = tuple(selected)
+        self.hyper_raw = nn.ParameterDict()
+        self._support: dict[str, constraints.Constraint] = {}
+        self._hyper_names: dict[str, dict[str, str]] = {}
+        for site, weight in selected.items():
+            self._hyper_names[site] = {}
+            for key, hyper in prior.hyper_sites(site, weight.detach()).items():
+                name = hyper_site_name(site, key)
+                self._hyper_names[site][key] = name
+                self._support[name] = hyper.constraint
+                self.hyper_raw[_param_key(name)] = nn.Parameter(biject_to(hyper.constraint).inv(hyper.init))
+
+    # ----------------------------------------------------------------- fast path
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def weights(self) -> dict[str, Tensor]:
+        """The weight tensors that carry the prior, keyed by site name."""
+        params = dict(self.net.named_parameters())
+        return {site: params[site] for site in self.sites}
+
+    def hyper(self, site: str) -> dict[str, Tensor]:
+        """Constrained hyper-variables of ``site``, keyed by short name (e.g. ``"lambda"``)."""
+        return {key: self._constrained(name) for key, name in self._hyper_names[site].items()}
+
+    def hyper_values(self) -> dict[str, Tensor]:
+        """Every constrained hyper-variable, keyed by its Pyro site name."""
+        return {name: self._constrained(name) for name in self._support}
+
+    def penalty(self) -> Tensor:
+        """``R(w, h)``: the prior's per-example penalty summed over all sites (0 without a prior)."""
+        reference = next(self.net.parameters())
+        total = reference.new_zeros(())
+        for site, weight in self.weights().items():
+            total = total + self.prior.penalty(site, weight, self.hyper(site), self.n_data)
+        return total
+
+    def objective(self, x: Tensor, y: Tensor) -> Tensor:
+        """The fast training objective ``mean_nll(net(x), y) + penalty()``."""
+        return self.likelihood.mean_nll(self.net(x), y) + self.penalty()
+
+    def network_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the network (one optimiser group)."""
+        return self.net.parameters()
+
+    def hyper_parameters(self) -> Iterator[nn.Parameter]:
+        """Unconstrained hyper-variables (their own optimiser group)."""
+        return iter(self.hyper_raw.values())
+
+    # ----------------------------------------------------------------- Pyro path
+    def model(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Pyro model ``p(y, theta, h)``; returns the network outputs for ``x``."""
+        values: dict[str, Tensor] = {}
+        for name, param in self.net.named_parameters():
+            if name in self.sites:
+                values[name] = self.prior.sample(name, param.detach(), self.n_data)
+            else:
+                flat = dist.ImproperUniform(constraints.real, (), param.shape)
+                values[name] = pyro.sample(name, flat)
+        out = torch.func.functional_call(self.net, values, (x,), strict=False)
+        with pyro.plate("data", self.n_data, subsample=torch.arange(len(x), device=x.device)):
+            self.likelihood.observe(out, y)
+        return out
+
+    def site_values(self) -> dict[str, Tensor]:
+        """Current value of every latent site of :meth:`model` (to start a guide here)."""
+        values = {name: p.detach().clone() for name, p in self.net.named_parameters()}
+        values.update({name: v.detach().clone() for name, v in self.hyper_values().items()})
+        return values
+
+    @torch.no_grad()
+    def load_site_values(self, values: Mapping[str, Tensor]) -> None:
+        """Set weights and hyper-variables from site values (e.g. a MAP or a posterior mean)."""
+        params = dict(self.net.named_parameters())
+        unknown = set(values) - set(params) - set(self._support)
+        if unknown:
+            raise ConfigError(f"unknown site(s) {sorted(unknown)}")
+        for name, value in values.items():
+            if name in params:
+                params[name].copy_(value)
+            else:
+                self.hyper_raw[_param_key(name)].copy_(biject_to(self._support[name]).inv(value))
+
+    # ----------------------------------------------------------------- helpers
+    def _constrained(self, name: str) -> Tensor:
+        return biject_to(self._support[name])(self.hyper_raw[_param_key(name)])
+
+
+def _param_key(site_name: str) -> str:
+    """``nn.ParameterDict`` keys may not contain dots: ``"fc1.weight_lambda" -> "fc1/weight_lambda"``."""
+    return site_name.replace(".", "/")

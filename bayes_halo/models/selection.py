@@ -1,0 +1,49 @@
+"""Which parameters of a network carry a sparsity prior and get pruned.
+
+By default: the weights of every ``nn.Linear`` and ``nn.Conv{1,2,3}d`` layer (the paper's
+MNIST scope).  ``scope="conv"`` keeps only convolutions (the paper's CIFAR scope);
+``include_bias`` adds those layers' biases; ``exclude`` drops layers by name (e.g. the
+classifier).  Names are the ``named_parameters`` names, e.g. ``"fc1.weight"``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from torch import nn
+
+from ..errors import ConfigError
+
+Scope = Literal["all", "conv"]
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_PRUNABLE = (nn.Linear, *_CONV)
+
+
+def prunable_layers(module: nn.Module, scope: Scope = "all",
+                    exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
+    """Layers in scope, keyed by their module name, in registration order."""
+    if scope not in ("all", "conv"):
+        raise ConfigError(f"unknown prune scope {scope!r}: choose 'all' or 'conv'")
+    excluded = set(exclude)
+    kinds = _CONV if scope == "conv" else _PRUNABLE
+    names = {name for name, _ in module.named_modules()}
+    unknown = excluded - names
+    if unknown:
+        raise ConfigError(f"cannot exclude unknown layer(s) {sorted(unknown)}; layers are {sorted(n for n in names if n)}")
+    return {name: layer for name, layer in module.named_modules()
+            if isinstance(layer, kinds) and name not in excluded}
+
+
+def prunable_parameters(module: nn.Module, scope: Scope = "all", include_bias: bool = False,
+                        exclude: Iterable[str] = ()) -> dict[str, nn.Parameter]:
+    """Parameters in scope, keyed by their ``named_parameters`` name."""
+    selected: dict[str, nn.Parameter] = {}
+    for layer_name, layer in prunable_layers(module, scope, exclude).items():
+        prefix = f"{layer_name}." if layer_name else ""
+        selected[prefix + "weight"] = layer.weight
+        if include_bias and getattr(layer, "bias", None) is not None:
+            selected[prefix + "bias"] = layer.bias
+    if not selected:
+        raise ConfigError(f"the network has no {'convolution' if scope == 'conv' else 'Linear/Conv'} "
+                          "layers left to put a prior on")
+    return selected

@@ -1,0 +1,89 @@
+"""The interface every prior implements, and the scaling convention, written down once.
+
+Scaling convention
+------------------
+The paper adds a penalty ``R(w, h)`` to the *mean* loss over the N training examples:
+``loss = mean_nll + R(w, h)``.  Multiplying by N gives a negative log joint::
+
+    N * mean_nll + N * R(w, h) = -log p(y | w) - log p(w, h) + const.
+
+So every strength a prior takes (``xi``, ``psi``, a ridge ``xi``) is **per example**, exactly the
+coefficient the paper writes, and becomes a prior rate ``N * xi`` inside the Pyro model.  A
+coefficient ``c_total`` on the summed loss is ``c_total / N`` here.  ``penalty`` returns
+``R = (-log p(w, h) + const) / N``; the Pyro fragment ``sample`` draws from ``p(w, h)``.
+The two agree up to an additive constant, which the tests check at random points in float64.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import math
+
+from torch import Tensor
+from torch.distributions import constraints
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class HyperSite:
+    """A hyper-variable of a prior: its starting value (constrained space) and its support."""
+
+    init: Tensor
+    constraint: constraints.Constraint
+
+
+def hyper_site_name(site: str, key: str) -> str:
+    """Pyro site name of hyper-variable ``key`` belonging to weight site ``site``.
+
+    ``"fc1.weight", "lambda" -> "fc1.weight_lambda"``: an underscore, not a dot, so Pyro's
+    autoguides (which nest attributes on dots) keep the weight and its hyper-variable apart.
+    """
+    return f"{site}_{key}"
+
+
+def check_strength(name: str, value: float, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float, or raise ConfigError if it is not a valid strength."""
+    value = float(value)
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = "non-negative" if allow_zero else "positive"
+        raise ConfigError(f"{name} must be a finite {bound} number, got {value}")
+    return value
+
+
+class Prior(ABC):
+    """A prior ``p(w, h)`` on one weight tensor ``w`` and its hyper-variables ``h``.
+
+    Subclasses implement three things that must describe the same density:
+    ``hyper_sites`` (which hyper-variables exist, where they start, their support),
+    ``penalty`` (plain torch, per example) and ``sample`` (a Pyro model fragment).
+    """
+
+    #: registry name, as used on the command line
+    name: ClassVar[str]
+    #: True when the joint MAP of (w, h) is degenerate (e.g. horseshoe at w = 0): SVI/NUTS only
+    map_is_degenerate: ClassVar[bool] = False
+
+    def hyper_sites(self, site: str, weight: Tensor) -> dict[str, HyperSite]:
+        """Hyper-variables of ``site``, keyed by short name (e.g. ``"lambda"``)."""
+        return {}
+
+    @abstractmethod
+    def penalty(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], n_data: int) -> Tensor:
+        """Per-example penalty ``R = (-log p(w, h) + const) / N`` as a scalar tensor.
+
+        ``hyper`` holds the constrained values of ``hyper_sites``; for the paper's priors R
+        does not depend on ``n_data``.
+        """
+
+    @abstractmethod
+    def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
+        """Pyro fragment: sample the hyper-variables, then ``w`` (shaped like ``like``) at ``site``."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"

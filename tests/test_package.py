@@ -1,0 +1,12 @@
+"""The package imports on a CPU torch whose only torchvision wheel is a CUDA build."""
+import subprocess
+import sys
+
+
+def test_import_bayes_halo_and_torchvision_in_a_fresh_interpreter():
+    code = ("import bayes_halo; from bayes_halo.data.torchvision_compat import import_torchvision; "
+            "tv = import_torchvision(); from torchvision.datasets import MNIST; "
+            "print(bayes_halo.__version__, MNIST.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("MNIST")
