@@ -1,4 +1,6 @@
 """The fast torch objective and the Pyro model of a BayesianModule are one estimator."""
+import copy
+
 import pyro
 import pytest
 import torch
@@ -87,7 +89,9 @@ def test_sites_follow_the_selection():
     assert BayesianModule(net, HALO(1e-3, 1e-3), N).sites == ("0.weight", "2.weight")
     assert BayesianModule(net, HALO(1e-3, 1e-3), N, scope="conv").sites == ("0.weight",)
     assert BayesianModule(net, HALO(1e-3, 1e-3), N, include_bias=True, exclude=["2"]).sites == ("0.weight", "0.bias")
-    assert BayesianModule(net, None, N).sites == ()
+    dense = BayesianModule(net, None, N)
+    assert dense.sites == () and dense.prunable == ("0.weight", "2.weight")
+    assert dense.penalty().item() == 0.0
     module = BayesianModule(net, HALO(1e-3, 1e-3), N)
     assert set(module.hyper_values()) == {"0.weight_lambda", "2.weight_lambda"}
     assert module.hyper("0.weight")["lambda"].shape == net[0].weight.shape
@@ -105,3 +109,28 @@ def test_load_site_values_round_trip():
     torch.testing.assert_close(module.site_values(), values)
     with pytest.raises(ConfigError, match="unknown site"):
         module.load_site_values({"nope": torch.zeros(1)})
+
+
+def test_abs_positivity_same_objective_and_the_papers_gradient_step(float64):
+    """lambda = |raw|: the same objective at the same values, and one SGD step moves lambda by
+    -lr * dR/dlambda = -lr * (psi - 2 xi |w| / lambda^3) (HALO's closed-form gradient)."""
+    xi, psi, lr = 0.01, 0.02, 0.05
+    generator = torch.Generator().manual_seed(5)
+    net = small_net()
+    exp_module = BayesianModule(net, HALO(xi, psi), n_data=N)
+    randomize(exp_module, generator)
+    abs_module = BayesianModule(copy.deepcopy(net), HALO(xi, psi), n_data=N, positivity="abs")
+    abs_module.load_site_values(exp_module.site_values())
+    x, y = data(generator)
+    torch.testing.assert_close(abs_module.objective(x, y), exp_module.objective(x, y))
+    before = abs_module.site_values()
+    optimizer = torch.optim.SGD([*abs_module.network_parameters(), *abs_module.hyper_parameters()], lr=lr)
+    abs_module.objective(x, y).backward()
+    optimizer.step()
+    after = abs_module.site_values()
+    for site in abs_module.sites:
+        lam, w = before[f"{site}_lambda"], before[site]
+        expected = lam - lr * (psi - 2 * xi * w.abs() / lam**3)
+        torch.testing.assert_close(after[f"{site}_lambda"], expected.abs())
+    with pytest.raises(ConfigError, match="positivity"):
+        BayesianModule(small_net(), HALO(xi, psi), N, positivity="softplus")

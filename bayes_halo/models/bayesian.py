@@ -4,8 +4,14 @@ One object, two estimators of the same objective:
 
 * the **fast path** for a plain torch loop,
   ``objective(x, y) = mean_nll(net(x), y) + penalty()``, with the prior's hyper-variables
-  (HALO's lambdas) held as ordinary trainable tensors in unconstrained space
-  (``h = biject_to(support)(raw)``, the same transform Pyro's autoguides use);
+  (HALO's lambdas, all positive) held as ordinary trainable tensors ``raw`` and their
+  positivity handled explicitly by ``positivity``:
+
+  - ``"exp"``: ``lambda = exp(raw)``, Pyro's own coordinate (``biject_to(positive)``), so one
+    SGD step here and one on ``AutoDelta`` move every parameter identically;
+  - ``"abs"``: ``lambda = |raw|``, the paper's coordinate.  Same objective, different SGD
+    trajectory: a dead weight's lambda falls linearly instead of ever more slowly, which in
+    a fixed budget prunes better (see ``experiments/tune_defaults``);
 * the **Pyro model** ``model(x, y)``: prunable weights and hyper-variables are sample sites of
   the prior, every other parameter has a flat (improper) prior, and ``y`` is observed inside
   ``pyro.plate("data", N, subsample=...)``, which scales the batch log-likelihood by ``N/B``.
@@ -15,6 +21,7 @@ One object, two estimators of the same objective:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal
 
 import pyro
 import pyro.distributions as dist
@@ -27,6 +34,8 @@ from ..priors import Prior, hyper_site_name
 from .likelihoods import Categorical, Likelihood
 from .selection import Scope, prunable_parameters
 
+Positivity = Literal["exp", "abs"]
+
 
 class BayesianModule(nn.Module):
     """A network ``net`` with ``prior`` on its prunable weights and ``likelihood`` on its outputs.
@@ -38,40 +47,49 @@ class BayesianModule(nn.Module):
         likelihood: observation model (default: categorical on logits).
         scope, include_bias, exclude: which parameters get the prior
             (see :func:`bayes_halo.models.selection.prunable_parameters`).
+        positivity: how trainable tensors map to the (positive) hyper-variables: ``"exp"``
+            or ``"abs"`` (see the module docstring).
     """
 
     def __init__(self, net: nn.Module, prior: Prior | None, n_data: int,
                  likelihood: Likelihood | None = None, scope: Scope = "all",
-                 include_bias: bool = False, exclude: Iterable[str] = ()) -> None:
+                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = "exp") -> None:
         super().__init__()
         if int(n_data) < 1:
             raise ConfigError(f"n_data must be a positive number of examples, got {n_data}")
+        if positivity not in ("exp", "abs"):
+            raise ConfigError(f"unknown positivity {positivity!r}; choose 'exp' or 'abs'")
+        self.positivity = positivity
         self.net = net
         self.prior = prior
         self.n_data = int(n_data)
         self.likelihood = likelihood if likelihood is not None else Categorical()
-        selected = prunable_parameters(net, scope, include_bias, exclude) if prior is not None else {}
-        #: names of the weight tensors that carry the prior (``named_parameters`` names)
-        self.sites: tuple[str, ...] = tuple(selected)
+        selected = prunable_parameters(net, scope, include_bias, exclude)
+        #: names of the selected (prunable) tensors, with or without a prior
+        self.prunable: tuple[str, ...] = tuple(selected)
+        #: names of the tensors that carry the prior (``named_parameters`` names)
+        self.sites: tuple[str, ...] = self.prunable if prior is not None else ()
         self.hyper_raw = nn.ParameterDict()
         self._support: dict[str, constraints.Constraint] = {}
         self._hyper_names: dict[str, dict[str, str]] = {}
-        for site, weight in selected.items():
+        for site in self.sites:
+            weight = selected[site]
             self._hyper_names[site] = {}
             for key, hyper in prior.hyper_sites(site, weight.detach()).items():
                 name = hyper_site_name(site, key)
+                if hyper.constraint is not constraints.positive:
+                    raise ConfigError(f"hyper-variable {name} is not positive; BayesianModule supports positive ones")
                 self._hyper_names[site][key] = name
                 self._support[name] = hyper.constraint
-                self.hyper_raw[_param_key(name)] = nn.Parameter(biject_to(hyper.constraint).inv(hyper.init))
+                self.hyper_raw[_param_key(name)] = nn.Parameter(self._unconstrain(hyper.init))
 
     # ----------------------------------------------------------------- fast path
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
     def weights(self) -> dict[str, Tensor]:
-        """The weight tensors that carry the prior, keyed by site name."""
-        params = dict(self.net.named_parameters())
-        return {site: params[site] for site in self.sites}
+        """The selected (prunable) tensors, keyed by name; with a prior, the tensors that carry it."""
+        return {name: _tensor_at(self.net, name) for name in self.prunable}
 
     def hyper(self, site: str) -> dict[str, Tensor]:
         """Constrained hyper-variables of ``site``, keyed by short name (e.g. ``"lambda"``)."""
@@ -83,10 +101,10 @@ class BayesianModule(nn.Module):
 
     def penalty(self) -> Tensor:
         """``R(w, h)``: the prior's per-example penalty summed over all sites (0 without a prior)."""
-        reference = next(self.net.parameters())
-        total = reference.new_zeros(())
-        for site, weight in self.weights().items():
-            total = total + self.prior.penalty(site, weight, self.hyper(site), self.n_data)
+        weights = self.weights()
+        total = next(self.net.parameters()).new_zeros(())
+        for site in self.sites:
+            total = total + self.prior.penalty(site, weights[site], self.hyper(site), self.n_data)
         return total
 
     def objective(self, x: Tensor, y: Tensor) -> Tensor:
@@ -133,13 +151,24 @@ class BayesianModule(nn.Module):
             if name in params:
                 params[name].copy_(value)
             else:
-                self.hyper_raw[_param_key(name)].copy_(biject_to(self._support[name]).inv(value))
+                self.hyper_raw[_param_key(name)].copy_(self._unconstrain(value))
 
     # ----------------------------------------------------------------- helpers
     def _constrained(self, name: str) -> Tensor:
-        return biject_to(self._support[name])(self.hyper_raw[_param_key(name)])
+        raw = self.hyper_raw[_param_key(name)]
+        return raw.abs() if self.positivity == "abs" else biject_to(constraints.positive)(raw)
+
+    def _unconstrain(self, value: Tensor) -> Tensor:
+        value = value.detach()
+        return value.clone() if self.positivity == "abs" else biject_to(constraints.positive).inv(value)
 
 
 def _param_key(site_name: str) -> str:
     """``nn.ParameterDict`` keys may not contain dots: ``"fc1.weight_lambda" -> "fc1/weight_lambda"``."""
     return site_name.replace(".", "/")
+
+
+def _tensor_at(net: nn.Module, name: str) -> Tensor:
+    """``net``'s tensor called ``name`` (e.g. ``"fc1.weight"``), also while a pruning mask is attached."""
+    owner, _, attr = name.rpartition(".")
+    return getattr(net.get_submodule(owner), attr)

@@ -1,0 +1,201 @@
+"""Turn a study's results.csv into table.md and accuracy_vs_keep.png.
+
+For every method, pruning criterion and keep fraction, the grid point with the best MEAN
+VALIDATION accuracy across seeds is chosen (only grid points run with every seed compete);
+its TEST error is reported as mean ± sd (sample sd over seeds).  The test set plays no part in
+any choice.
+
+    python experiments/pruning_study/report.py experiments/pruning_study/configs/lenet300.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bayes_halo.atomic import save_figure, write_text
+
+HERE = Path(__file__).parent
+STRENGTHS = ("xi", "psi", "finetune_lr")
+
+
+@dataclass
+class Cell:
+    """The chosen grid point of one (method, criterion, keep): its strengths and scores."""
+
+    point: dict[str, str]
+    val: float
+    errors: list[float]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.errors)
+
+    @property
+    def sd(self) -> float:
+        return statistics.stdev(self.errors) if len(self.errors) > 1 else float("nan")
+
+
+def criteria(spec: dict[str, Any]) -> list[str]:
+    """The pruning criteria a method is reported under (default: magnitude)."""
+    return spec.get("criteria", ["magnitude"])
+
+
+def label(method: str, spec: dict[str, Any], criterion: str) -> str:
+    """Row label: the method's label, plus the criterion when it is not plain magnitude."""
+    name = spec.get("label", method)
+    return name if criterion in ("magnitude", "magnitude+finetune") else f"{name}, {criterion} criterion"
+
+
+def choose(rows: list[dict[str, str]], method: str, criterion: str, keep: float, n_seeds: int) -> Cell | None:
+    """The grid point with the best mean validation accuracy (complete seed sets only)."""
+    groups: dict[tuple[str, ...], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        if r["method"] == method and r["criterion"] == criterion and float(r["keep"]) == keep:
+            groups[tuple(r[k] for k in STRENGTHS)].append(r)
+    complete = {k: g for k, g in groups.items() if len(g) == n_seeds}
+    if not complete:
+        return None
+    key, group = max(complete.items(), key=lambda kv: statistics.fmean(float(r["val_accuracy"]) for r in kv[1]))
+    return Cell({k: v for k, v in zip(STRENGTHS, key) if v}, statistics.fmean(float(r["val_accuracy"]) for r in group),
+                [100 * (1 - float(r["test_accuracy"])) for r in sorted(group, key=lambda r: int(r["seed"]))])
+
+
+def dense_error(rows: list[dict[str, str]], method: str) -> list[float]:
+    """Test error (%) of the unpruned network of ``method``, one per seed."""
+    seen = {}
+    for r in rows:
+        if r["method"] == method:
+            seen[r["seed"]] = 100 * (1 - float(r["dense_test_accuracy"]))
+    return list(seen.values())
+
+
+def fmt(cell: Cell | None) -> str:
+    return "—" if cell is None else f"{cell.mean:.2f} ± {cell.sd:.2f}"
+
+
+def point_text(point: dict[str, str]) -> str:
+    return ", ".join(f"{k}={float(v):g}" for k, v in point.items()) or "—"
+
+
+def build_cells(study: dict[str, Any], rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[float, Cell | None]]:
+    """Chosen cells keyed by (method, criterion), then keep fraction."""
+    n_seeds = len(study["seeds"])
+    return {(m, c): {k: choose(rows, m, c, k, n_seeds) for k in study["keep"]}
+            for m, spec in study["methods"].items() for c in criteria(spec)}
+
+
+def comparison_lines(study: dict[str, Any], cells: dict[tuple[str, str], dict[float, Cell | None]]) -> list[str]:
+    """The focus method against every other row: mean error difference vs 2 x the larger sd."""
+    focus = study.get("focus")
+    if focus is None or (focus, "magnitude") not in cells:
+        return []
+    lines = [f"\n## {focus} (magnitude) against each baseline\n",
+             "Difference = baseline error - HALO error (percentage points; > 0: HALO better). "
+             "'> 2 sd' means the difference exceeds twice the larger of the two standard deviations.\n",
+             "| baseline | " + " | ".join(f"{100 * k:g}%" for k in study["keep"]) + " |",
+             "|---|" + "---|" * len(study["keep"])]
+    for (method, criterion), by_keep in cells.items():
+        if method == focus:
+            continue
+        parts = []
+        for keep in study["keep"]:
+            mine, other = cells[(focus, "magnitude")][keep], by_keep[keep]
+            if mine is None or other is None:
+                parts.append("—")
+                continue
+            diff, bar = other.mean - mine.mean, 2 * max(mine.sd, other.sd)
+            parts.append(f"{diff:+.2f} ({'> 2 sd' if diff > bar else 'not > 2 sd'})")
+        lines.append(f"| {label(method, study['methods'][method], criterion)} | " + " | ".join(parts) + " |")
+    return lines
+
+
+def table_markdown(study: dict[str, Any], rows: list[dict[str, str]],
+                   cells: dict[tuple[str, str], dict[float, Cell | None]]) -> str:
+    """table.md: mean ± sd test error per method and keep, the chosen strengths, HALO's margins."""
+    keeps = study["keep"]
+    head = "| method | " + " | ".join(f"{100 * k:g}% kept" for k in keeps) + " |"
+    rule = "|---|" + "---|" * len(keeps)
+    lines = [f"# {study['study']}: test error (%) after one-shot global magnitude pruning, no fine-tuning "
+             "unless stated", "",
+             study.get("description", ""), "",
+             f"Mean ± sample sd over seeds {', '.join(map(str, study['seeds']))}; end-of-training models; "
+             "every method has the same budget of "
+             f"{study['epochs']} epochs. Each cell uses the grid point with the best mean VALIDATION accuracy "
+             "at that keep fraction (the chosen values are in the second table); keep fractions count every "
+             "Linear/Conv weight, the output layer included, biases excluded.", ""]
+    for method, spec in study["methods"].items():
+        errors = dense_error(rows, method)
+        if spec.get("prior") == "none" and not spec.get("finetune_epochs") and len(errors) > 1:
+            lines += [f"Unpruned network ({label(method, spec, 'magnitude')}): test error "
+                      f"{statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f} %.", ""]
+    lines += [head, rule]
+    for (method, criterion), by_keep in cells.items():
+        lines.append(f"| {label(method, study['methods'][method], criterion)} | "
+                     + " | ".join(fmt(by_keep[k]) for k in keeps) + " |")
+    lines += ["", "## Chosen strengths (best mean validation accuracy)", "", head, rule]
+    for (method, criterion), by_keep in cells.items():
+        spec = study["methods"][method]
+        if "grid" in spec:
+            lines.append(f"| {label(method, spec, criterion)} | "
+                         + " | ".join("—" if by_keep[k] is None else point_text(by_keep[k].point) for k in keeps) + " |")
+    lines += comparison_lines(study, cells)
+    return "\n".join(lines) + "\n"
+
+
+def plot(study: dict[str, Any], rows: list[dict[str, str]], cells: dict[tuple[str, str], dict[float, Cell | None]]):
+    """Test error (%) against keep fraction, log-log, mean ± sd error bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(7.5, 5))
+    for (method, criterion), by_keep in cells.items():
+        points = [(100 * k, c.mean, c.sd) for k, c in by_keep.items() if c is not None]
+        if points:
+            x, y, e = zip(*points)
+            ax.errorbar(x, y, yerr=[0 if s != s else s for s in e], marker="o", capsize=3,
+                        linestyle="--" if criterion == "halo-coefficient" else "-",
+                        label=label(method, study["methods"][method], criterion))
+    for method, spec in study["methods"].items():
+        errors = dense_error(rows, method)
+        if spec.get("prior") == "none" and not spec.get("finetune_epochs") and errors:
+            ax.axhline(statistics.fmean(errors), color="grey", linestyle=":", label="unpruned dense network")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("weights kept (% of all Linear/Conv weights, log scale)")
+    ax.set_ylabel("test error (%, log scale)")
+    ax.set_title(f"{study['study']}: one-shot magnitude pruning, {study['epochs']}-epoch budget, "
+                 f"mean ± sd over {len(study['seeds'])} seeds", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure
+
+
+def write_report(study: dict[str, Any], rows: list[dict[str, str]], out: Path) -> None:
+    """Write table.md and accuracy_vs_keep.png in ``out``."""
+    cells = build_cells(study, rows)
+    write_text(out / "table.md", table_markdown(study, rows, cells))
+    figure = plot(study, rows, cells)
+    save_figure(out / "accuracy_vs_keep.png", figure)
+    figure.clf()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--out", type=Path, help="results folder (default: results/<study>/)")
+    args = parser.parse_args()
+    study = json.loads(args.config.read_text())
+    out = args.out or HERE / "results" / study["study"]
+    with (out / "results.csv").open(newline="") as handle:
+        write_report(study, list(csv.DictReader(handle)), out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Run a pruning study: methods x strength grid x seeds on MNIST, then write its report.
+
+Every run trains with the study's epoch budget (the adaptive lasso's pilot epochs and the
+dense baseline's fine-tuning epochs come out of that budget), prunes the END-of-training
+network one-shot by global magnitude at every keep fraction, and records validation and test
+accuracy.  Rows go to ``<out>/results.csv`` (rewritten atomically after every finished run);
+a run whose rows are already there, with the same settings, is skipped, so an interrupted
+study continues where it stopped.  Afterwards ``report.py`` picks, per method and keep
+fraction, the grid point with the best MEAN VALIDATION accuracy across seeds and writes
+``table.md`` and ``accuracy_vs_keep.png``.
+
+    python experiments/pruning_study/run.py experiments/pruning_study/configs/lenet300.json --workers 2
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import hashlib
+import io
+import itertools
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bayes_halo.atomic import write_text
+from bayes_halo.data import ArrayData, load_dataset
+from bayes_halo.models.bayesian import BayesianModule
+from bayes_halo.pipeline import build_module, evaluate_run, run_fit
+from bayes_halo.priors import Laplace
+from bayes_halo.training.config import FitConfig
+from bayes_halo.training.trainer import train
+
+import report
+
+HERE = Path(__file__).parent
+FIELDS = ["run_id", "config_sha", "method", "prior", "xi", "psi", "finetune_lr", "seed", "epochs",
+          "pilot_epochs", "finetune_epochs", "budget_epochs", "keep", "criterion", "kept_weights",
+          "total_weights", "val_accuracy", "test_accuracy", "dense_val_accuracy", "dense_test_accuracy",
+          "near_zero", "train_seconds", "run_seconds"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of the study."""
+
+    run_id: str
+    method: str
+    config: FitConfig
+
+    @property
+    def sha(self) -> str:
+        """Digest of every setting, so a changed config never reuses stale rows."""
+        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("threads", "data_dir")}
+        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_study(path: Path) -> dict[str, Any]:
+    """The study's JSON config (see ``configs/``)."""
+    study = json.loads(path.read_text())
+    for key in ("study", "model", "epochs", "seeds", "keep", "methods"):
+        if key not in study:
+            raise SystemExit(f"run.py: error: {path} lacks {key!r}")
+    return study
+
+
+def grid_points(spec: dict[str, Any]) -> list[dict[str, float]]:
+    """Every combination of a method's ``grid`` axes (one empty point without a grid)."""
+    axes = spec.get("grid", {})
+    return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+
+
+def method_config(study: dict[str, Any], spec: dict[str, Any], point: dict[str, float], seed: int) -> FitConfig:
+    """The FitConfig of one run, with the budget split: pilot or fine-tuning epochs come out of it."""
+    fixed = {k: v for k, v in spec.items() if k not in ("grid", "criteria", "label")}
+    settings = {**study.get("common", {}), **fixed, **point}
+    reserved = settings.get("pilot_epochs", 0) if settings["prior"] == "adaptive-laplace" else 0
+    reserved += settings.get("finetune_epochs", 0)
+    if reserved >= study["epochs"]:
+        raise SystemExit(f"run.py: error: pilot/fine-tuning epochs {reserved} leave no training in a "
+                         f"{study['epochs']}-epoch budget")
+    return FitConfig(model=study["model"], dataset=study.get("dataset", "mnist"), epochs=study["epochs"] - reserved,
+                     keep=tuple(study["keep"]), seed=seed, threads=1, download=False, **settings)
+
+
+def build_jobs(study: dict[str, Any]) -> list[Job]:
+    """All runs, seed-major (a partial study holds whole seeds first)."""
+    jobs = []
+    for seed in study["seeds"]:
+        for method, spec in study["methods"].items():
+            for point in grid_points(spec):
+                name = " ".join(f"{k}={v:g}" for k, v in point.items())
+                jobs.append(Job(f"{method} {name} seed={seed}".replace("  ", " "), method,
+                                method_config(study, spec, point, seed)))
+    return jobs
+
+
+@functools.lru_cache(maxsize=None)
+def _data(dataset: str, val_size: int, seed: int) -> ArrayData:
+    """The data of one seed's validation split, loaded once per worker process."""
+    return load_dataset(dataset, "data", val_size=val_size, seed=seed, download=False)
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def fit(config: FitConfig, data: ArrayData) -> dict[str, Any]:
+    """``run_fit``'s metrics; for the dense baseline the same steps with a work-around.
+
+    ``evaluate_run`` prunes ``module.weights()``, which is empty without a prior, so a dense
+    network is evaluated through a view of the same net whose (never used) Laplace prior only
+    marks the prunable weights.
+    """
+    if config.prior != "none":
+        return run_fit(config, progress=False, data=data).metrics
+    module = build_module(config, data.input_shape, data.n_classes, data.n_train)
+    result = train(module, data, config, progress=False)
+    view = BayesianModule(module.net, Laplace(1.0), data.n_train, scope=config.prune_scope,
+                          include_bias=config.include_bias, exclude=config.exclude)
+    return {**evaluate_run(view, data, config, train_seconds=result.train_seconds), "history": result.history}
+
+
+def run_job(job: Job) -> list[dict[str, Any]]:
+    """Train, prune and evaluate one run; returns its results.csv rows."""
+    config = job.config
+    start = time.perf_counter()
+    metrics = fit(config, _data(config.dataset, config.val_size, config.seed))
+    seconds = time.perf_counter() - start
+    budget = config.epochs + config.finetune_epochs + (config.pilot_epochs if config.prior == "adaptive-laplace" else 0)
+    common = {"run_id": job.run_id, "config_sha": job.sha, "method": job.method, "prior": config.prior,
+              "xi": config.xi, "psi": config.psi, "finetune_lr": config.finetune_lr if config.finetune_epochs else None,
+              "seed": config.seed, "epochs": config.epochs,
+              "pilot_epochs": config.pilot_epochs if config.prior == "adaptive-laplace" else 0,
+              "finetune_epochs": config.finetune_epochs, "budget_epochs": budget,
+              "dense_val_accuracy": metrics["dense"]["val_accuracy"],
+              "dense_test_accuracy": metrics["dense"]["test_accuracy"],
+              "near_zero": metrics["history"][-1]["near_zero"], "train_seconds": round(metrics["train_seconds"], 1),
+              "run_seconds": round(seconds, 1)}
+    return [{**common, **{k: row[k] for k in ("keep", "criterion", "kept_weights", "total_weights",
+                                                "val_accuracy", "test_accuracy")}} for row in metrics["pruned"]]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of an existing results.csv (none if absent)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite results.csv atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def run_study(study: dict[str, Any], out: Path, workers: int) -> None:
+    """Run every job not yet in ``out/results.csv``, in ``workers`` processes of one thread each."""
+    jobs = build_jobs(study)
+    current = {job.run_id: job.sha for job in jobs}
+    rows = [r for r in read_rows(out / "results.csv") if current.get(r["run_id"]) == r["config_sha"]]
+    done = {r["run_id"] for r in rows}
+    todo = [job for job in jobs if job.run_id not in done]
+    print(f"{study['study']}: {len(jobs)} runs, {len(done)} already in {out / 'results.csv'}, {len(todo)} to go",
+          flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+        futures = {pool.submit(run_job, job): job for job in todo}
+        for finished, future in enumerate(as_completed(futures), 1):
+            job = futures[future]
+            new = future.result()
+            rows.extend(new)
+            write_rows(out / "results.csv", rows)
+            elapsed = time.perf_counter() - start
+            accs = " ".join(f"{100 * r['keep']:g}%:{100 * r['val_accuracy']:.2f}" for r in new
+                            if r["criterion"] in ("magnitude", "magnitude+finetune") and
+                            (r["criterion"] == "magnitude+finetune" or not job.config.finetune_epochs))
+            print(f"[{finished}/{len(todo)}] {job.run_id}: val {accs} | {new[0]['run_seconds']:.0f} s | "
+                  f"elapsed {elapsed / 60:.1f} min, eta {elapsed / finished * (len(todo) - finished) / 60:.1f} min",
+                  flush=True)
+    print(f"{study['study']}: {len(todo)} runs in {(time.perf_counter() - start) / 60:.1f} min wall", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", type=Path, help="a study config, e.g. configs/lenet300.json")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes, one torch thread each (default: 2)")
+    parser.add_argument("--out", type=Path, help="results folder (default: results/<study>/ beside this script)")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite table.md and the plot")
+    args = parser.parse_args()
+    study = load_study(args.config)
+    out = args.out or HERE / "results" / study["study"]
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        run_study(study, out, args.workers)
+    report.write_report(study, read_rows(out / "results.csv"), out)
+    print(f"wrote {out / 'results.csv'}, {out / 'table.md'}, {out / 'accuracy_vs_keep.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
