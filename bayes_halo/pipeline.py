@@ -19,6 +19,7 @@ from torch import nn
 from . import __version__
 from .atomic import save_figure, save_torch, write_json, write_text
 from .data import ArrayData, load_dataset
+from .diagnostics.posterior_report import posterior_report
 from .errors import CheckpointError, ConfigError
 from .models import build_model, prunable_parameters
 from .models.bayesian import BayesianModule
@@ -90,6 +91,10 @@ def run_fit(config: FitConfig, out_dir: str | Path | None = None, resume: bool =
                    resume=resume and out is not None and (out / CHECKPOINT).exists(), progress=progress)
     metrics = evaluate_run(module, data, config, train_seconds=result.train_seconds, progress=progress)
     metrics["history"] = result.history
+    if config.svi:
+        if module.prior is None:
+            raise ConfigError("--svi needs a prior: the posterior under a flat prior is not proper")
+        metrics["posterior"] = posterior_report(module, data, config, out, progress)
     if out is not None:
         save_torch(out / MODEL, {"format": "bayes_halo-model-v1", "config": config.to_dict(),
                                  "input_shape": list(data.input_shape), "n_classes": data.n_classes,

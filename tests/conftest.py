@@ -7,6 +7,9 @@ import pyro  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Small models run as fast on one thread, and one thread never thrashes when the machine is shared.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seeded():

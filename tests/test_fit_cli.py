@@ -187,3 +187,26 @@ def test_dense_baseline_prunes_and_finetunes_with_fixed_masks(tmp_path):
     assert rows["magnitude+finetune"]["finetune_epochs"] == 2 and rows["magnitude"]["finetune_epochs"] == 0
     # fine-tuning with the mask fixed helps a one-shot pruned dense net (same mask, two more epochs)
     assert rows["magnitude+finetune"]["val_accuracy"] > rows["magnitude"]["val_accuracy"]
+
+
+def test_svi_writes_posterior_and_names_the_better_criterion(tmp_path, capsys):
+    import arviz as az
+    status, out = run(tmp_path, "--prior", "halo", "--svi", "--svi-epochs", "1", "--svi-samples", "8",
+                      "--keep-draws", "fc3.weight")
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "prunes best" in printed
+    for name in ("posterior.nc", "shrinkage_forest.png", "map_vs_posterior.png", "lambda_histograms.png",
+                 "posterior_accuracy_vs_keep.png"):
+        assert (out / name).stat().st_size > 0, name
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert {"posterior", "sample_stats", "posterior_summary"} <= set(idata.groups())
+    assert idata.posterior.attrs["inference"] == "svi"
+    assert list(idata.posterior.data_vars) == ["fc3.weight"]  # only the requested draws are kept
+    assert idata.posterior["fc3.weight"].shape == (1, 8, 10, 100)
+    assert "fc1.weight_lambda" in idata.posterior_summary and "svi_step" in idata.sample_stats.dims
+    section = json.loads((out / "metrics.json").read_text())["posterior"]
+    assert {r["criterion"] for r in section["pruning"]} >= {"map-magnitude", "snr", "inclusion"}
+    for row in section["pruning"]:
+        assert 0 <= row["accuracy_predictive"] <= 1
+    assert [b["keep"] for b in section["best"]] == [0.2, 0.05]

@@ -10,6 +10,7 @@ from ..errors import BayesHaloError
 from ..models import available_models
 from ..pipeline import run_fit
 from ..training.config import DEFAULT_STRENGTHS, TRAINABLE_PRIORS, FitConfig
+from ..diagnostics.posterior_report import format_posterior
 from .table import format_metrics
 
 DESCRIPTION = """\
@@ -128,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
                               "(likelihood only) and report it as 'magnitude+finetune' (default: %(default)s)")
     pruning.add_argument("--finetune-lr", type=float, default=default("finetune_lr"), help="(default: %(default)s)")
 
+    posterior = parser.add_argument_group("posterior (after the MAP fit)")
+    posterior.add_argument("--svi", action="store_true",
+                           help="run SVI (mean-field Gaussian started at the MAP fit) and report shrinkage "
+                                "diagnostics, posterior pruning criteria (signal-to-noise, inclusion probability, "
+                                "posterior magnitude) beside MAP magnitude, posterior.nc and plots")
+    posterior.add_argument("--svi-epochs", type=int, default=default("svi_epochs"), help="(default: %(default)s)")
+    posterior.add_argument("--svi-lr", type=float, default=default("svi_lr"), help="Adam learning rate (default: %(default)s)")
+    posterior.add_argument("--svi-samples", type=int, default=default("svi_samples"),
+                           help="posterior draws for diagnostics and the predictive (default: %(default)s)")
+    posterior.add_argument("--keep-draws", nargs="+", default=[], metavar="SITE",
+                           help="sites whose draws posterior.nc keeps in full, e.g. fc3.weight (others: summaries only)")
+
     output = parser.add_argument_group("output")
     output.add_argument("--out", help="output folder (default: runs/<prior>-<model>-<dataset>-seed<seed>)")
     output.add_argument("--resume", action="store_true",
@@ -162,5 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"continue with --out {out} --resume", file=sys.stderr)
         return 130
     print(format_metrics(result.metrics))
-    print(f"outputs in {out}/: config.json metrics.json sparsity.csv model.pt accuracy_vs_keep.png")
+    if "posterior" in result.metrics:
+        print(format_posterior(result.metrics["posterior"]))
+    print(f"outputs in {out}/")
     return 0

@@ -3,9 +3,10 @@
 Chains run one after another, chain ``c`` seeded with ``seed + c``, each a Pyro ``MCMC`` with a
 ``NUTS`` kernel on ``module.model``.  Only post-warmup transitions are kept.
 
-Non-centred parametrisation (``noncentred=True``, the default): every prior site
-``w ~ D(loc, scale(h))`` (Laplace or Normal given the hyper-variables ``h``) is sampled as
-``z ~ D(0, 1)``, ``w = loc + scale(h) * z`` (Pyro's ``LocScaleReparam(0)``).  Under HALO
+Non-centred parametrisation (``noncentred=True``, the default): every prior site whose scale
+depends on hyper-variables, ``w ~ D(loc, scale(h))`` (Laplace or Normal given ``h``), is sampled
+as ``z ~ D(0, 1)``, ``w = loc + scale(h) * z`` (Pyro's ``LocScaleReparam(0)``); priors with fixed
+scales (ridge, Laplace, adaptive Laplace) have nothing to gain and stay centred.  Under HALO
 (``scale = lambda^2 / (N xi)``) and the horseshoe (``scale = tau lambda``) the centred posterior is
 a funnel: near-zero weights force steps of size ``scale`` while the rest of the posterior wants
 steps of size ``sd(w | y)``, and NUTS then runs to its maximum tree depth.  Draws are always
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -72,9 +73,15 @@ def _decentred(site: str) -> str:
     return f"{site}_decentered"  # the name LocScaleReparam gives the standardised site
 
 
-def _reparam(module: BayesianModule):
-    """``module.model`` with every prior site non-centred."""
-    return poutine.reparam(module.model, config={site: LocScaleReparam(0.0) for site in module.sites})
+def _hierarchical_sites(module: BayesianModule) -> list[str]:
+    """Prior sites whose scale depends on hyper-variables (the ones worth non-centring)."""
+    return [site for site in module.sites if module.hyper(site)]
+
+
+def _reparam(module: BayesianModule, model: Callable | None = None) -> Callable:
+    """``model`` (default ``module.model``) with every hierarchical prior site non-centred."""
+    config = {site: LocScaleReparam(0.0) for site in _hierarchical_sites(module)}
+    return poutine.reparam(model or module.model, config=config)
 
 
 def _start_values(module: BayesianModule, x: Tensor, y: Tensor, init: Init) -> dict[str, Tensor]:
@@ -82,8 +89,8 @@ def _start_values(module: BayesianModule, x: Tensor, y: Tensor, init: Init) -> d
     if isinstance(init, Mapping):
         return {name: torch.as_tensor(v) for name, v in init.items()}
     if init == "prior-median":  # flat sites (no prior median) start at the module's values
-        return {name: v for name, v in module.site_values().items() if name not in module.hyper_values()
-                and name not in module.sites}
+        with_prior = set(module.sites) | set(module.hyper_values())
+        return {name: v for name, v in module.site_values().items() if name not in with_prior}
     if init != "map":
         raise ConfigError(f"init must be 'map', 'prior-median' or a dict of site values, got {init!r}")
     if module.prior is not None and module.prior.map_is_degenerate:
@@ -96,11 +103,11 @@ def _to_noncentred(module: BayesianModule, values: Mapping[str, Tensor], x: Tens
 
     A weight's ``h`` must be among ``values`` whenever the weight is.
     """
-    conditioned = poutine.condition(module.model, data=dict(values))
-    trace = poutine.trace(poutine.reparam(conditioned, config={s: LocScaleReparam(0.0) for s in module.sites}))
-    nodes = trace.get_trace(x[:1], y[:1]).nodes
-    out = {name: v for name, v in values.items() if name not in module.sites}
-    out.update({_decentred(site): nodes[_decentred(site)]["value"].detach() for site in module.sites if site in values})
+    sites = [site for site in _hierarchical_sites(module) if site in values]
+    nodes = poutine.trace(_reparam(module, poutine.condition(module.model, data=dict(values)))).get_trace(
+        x[:1], y[:1]).nodes
+    out = {name: v for name, v in values.items() if name not in sites}
+    out.update({_decentred(site): nodes[_decentred(site)]["value"].detach() for site in sites})
     return out
 
 
@@ -151,6 +158,7 @@ def run_nuts(module: BayesianModule, x: Tensor, y: Tensor, num_samples: int = 50
         raise ConfigError(f"num_samples, warmup and num_chains must be >= 1, got {num_samples}, {warmup}, {num_chains}")
     if not 0 < target_accept_prob < 1:
         raise ConfigError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+    noncentred = noncentred and bool(_hierarchical_sites(module))
     model = _reparam(module) if noncentred else module.model
     chains, diverging, step_size, accept, seconds = [], [], [], [], []
     with _torch_threads(num_threads), pyro.settings.context(module_local_params=True):

@@ -60,12 +60,18 @@ class FitConfig:
     seed: int = 0
     threads: int | None = None
     near_zero: float = 1e-3
+    svi: bool = False
+    svi_epochs: int = 3
+    svi_lr: float = 1e-3
+    svi_samples: int = 20
+    keep_draws: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
         self.keep = tuple(float(k) for k in self.keep)
         self.exclude = tuple(self.exclude)
+        self.keep_draws = tuple(self.keep_draws)
         defaults = DEFAULT_STRENGTHS.get(self.prior, {})
         if self.xi is None:
             self.xi = defaults.get("xi")
@@ -85,11 +91,11 @@ class FitConfig:
         if self.prior not in TRAINABLE_PRIORS:
             raise ConfigError(f"prior {self.prior!r} has a degenerate MAP (no finite optimum); "
                               f"train with one of {', '.join(TRAINABLE_PRIORS)} and use SVI for the horseshoe")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "svi_epochs", "svi_samples"):
             _check(name, getattr(self, name), lambda v: v >= 1, "at least 1")
         for name in ("pilot_epochs", "finetune_epochs", "val_size"):
             _check(name, getattr(self, name), lambda v: v >= 0, "0 or more")
-        for name in ("lr", "finetune_lr", "lr_gamma", "gamma", "near_zero"):
+        for name in ("lr", "finetune_lr", "lr_gamma", "gamma", "near_zero", "svi_lr"):
             _check(name, getattr(self, name), lambda v: math.isfinite(v) and v > 0, "a positive number")
         if self.lambda_lr is not None:
             _check("lambda_lr", self.lambda_lr, lambda v: math.isfinite(v) and v > 0, "a positive number")
@@ -138,7 +144,7 @@ class FitConfig:
     def training_signature(self) -> dict[str, Any]:
         """Settings that must match for ``--resume`` to continue the same run."""
         ignore = {"keep", "prune_scope", "prune_by", "finetune_epochs", "finetune_lr", "threads",
-                  "data_dir", "download", "extras"}
+                  "data_dir", "download", "extras", "svi", "svi_epochs", "svi_lr", "svi_samples", "keep_draws"}
         return {k: v for k, v in self.to_dict().items() if k not in ignore}
 
 

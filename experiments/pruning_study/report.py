@@ -76,7 +76,9 @@ def dense_error(rows: list[dict[str, str]], method: str) -> list[float]:
 
 
 def fmt(cell: Cell | None) -> str:
-    return "—" if cell is None else f"{cell.mean:.2f} ± {cell.sd:.2f}"
+    if cell is None:
+        return "—"
+    return f"{cell.mean:.2f}" if len(cell.errors) < 2 else f"{cell.mean:.2f} ± {cell.sd:.2f}"
 
 
 def point_text(point: dict[str, str]) -> str:
@@ -153,6 +155,7 @@ def plot(study: dict[str, Any], rows: list[dict[str, str]], cells: dict[tuple[st
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     figure, ax = plt.subplots(figsize=(7.5, 5))
     for (method, criterion), by_keep in cells.items():
@@ -168,10 +171,16 @@ def plot(study: dict[str, Any], rows: list[dict[str, str]], cells: dict[tuple[st
             ax.axhline(statistics.fmean(errors), color="grey", linestyle=":", label="unpruned dense network")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks([100 * k for k in study["keep"]])
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("weights kept (% of all Linear/Conv weights, log scale)")
     ax.set_ylabel("test error (%, log scale)")
     ax.set_title(f"{study['study']}: one-shot magnitude pruning, {study['epochs']}-epoch budget, "
-                 f"mean ± sd over {len(study['seeds'])} seeds", fontsize=10)
+                 f"mean ± sd over seeds {', '.join(map(str, study['seeds']))}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return figure

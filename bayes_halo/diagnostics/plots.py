@@ -1,0 +1,195 @@
+"""Shrinkage diagnostics as PNG figures (matplotlib, headless-safe).
+
+Every function returns the :class:`~matplotlib.figure.Figure` and, given ``path``, also writes it
+as a PNG atomically.  Figures are built without pyplot (no global state, any backend), except the
+MCMC panels, which ArviZ draws through pyplot; those are detached from pyplot before returning.
+Draws are plain ``{site: array (S, *shape)}`` dicts from any source (MAP, SVI, NUTS).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import arviz as az
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from ..atomic import save_figure
+from ..errors import ConfigError
+from ..pruning import plot as pruning_plot
+
+ArrayLike = Tensor | np.ndarray
+#: colours per method label, so MAP, SVI and NUTS look the same in every figure
+METHOD_COLOURS = {"MAP": "black", "SVI": "tab:orange", "NUTS": "tab:blue"}
+
+
+def _np(value: ArrayLike) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        save_figure(path, fig)
+    return fig
+
+
+def _colour(method: str, index: int) -> str:
+    return METHOD_COLOURS.get(method, f"C{index + 2}")
+
+
+def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], reference: np.ndarray | None,
+            prob: float) -> None:
+    """Rows ``labels``; per method a dot at the mean and a bar over the central ``prob`` interval.
+
+    ``draws[method]`` is ``(S, len(labels))``; ``reference`` (e.g. the MAP) is marked with a cross.
+    """
+    rows = np.arange(len(labels))
+    offsets = np.linspace(-0.2, 0.2, len(draws)) if len(draws) > 1 else [0.0]
+    tail = (1 - prob) / 2
+    for i, ((method, d), off) in enumerate(zip(draws.items(), offsets)):
+        lo, hi = np.quantile(d, [tail, 1 - tail], axis=0)
+        colour = _colour(method, i)
+        ax.hlines(rows + off, lo, hi, color=colour, lw=2, label=f"{method} {prob:.0%} interval")
+        ax.plot(d.mean(0), rows + off, "o", color=colour, ms=4)
+    if reference is not None:
+        ax.plot(reference, rows, "x", color="black", ms=7, mew=1.5, label="MAP")
+    ax.set_yticks(rows, labels)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+
+
+def plot_coefficient_forest(draws: Mapping[str, ArrayLike], labels: Sequence[str], map_value: ArrayLike | None = None,
+                            prob: float = 0.9, title: str = "Coefficients", ax: Axes | None = None,
+                            path: str | Path | None = None) -> Figure:
+    """Forest plot of one weight tensor's entries: ``draws[method]`` is ``(S, *shape)``, one row per entry."""
+    flat = {m: _np(d).reshape(len(d), -1) for m, d in draws.items()}
+    sizes = {d.shape[1] for d in flat.values()}
+    if sizes != {len(labels)}:
+        raise ConfigError(f"{len(labels)} labels for draws with {sorted(sizes)} entries")
+    if ax is None:
+        fig = Figure(figsize=(6, 0.3 * len(labels) + 1.5), layout="constrained")
+        ax = fig.subplots()
+    _forest(ax, labels, flat, None if map_value is None else _np(map_value).ravel(), prob)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("coefficient value")
+    ax.set_ylabel("coefficient")
+    ax.set_title(title)
+    return _finish(ax.figure, path)
+
+
+def plot_layer_shrinkage(draws: Mapping[str, Mapping[str, ArrayLike]], map_values: Mapping[str, ArrayLike] | None = None,
+                         prob: float = 0.9, path: str | Path | None = None) -> Figure:
+    """Per-layer forest plot of ``m = mean_j |w_j|``: its posterior (mean, ``prob`` interval) per method.
+
+    ``draws[method][site]`` is ``(S, *shape)``; the MAP's ``m`` is a cross.  A posterior left of
+    the cross means the posterior shrinks that layer more than the MAP does, right of it less.
+    """
+    sites = list(next(iter(draws.values())))
+    per_layer = {m: np.stack([np.abs(_np(d[s])).reshape(len(d[s]), -1).mean(1) for s in sites], axis=1)
+                 for m, d in draws.items()}
+    reference = None if map_values is None else np.array([np.abs(_np(map_values[s])).mean() for s in sites])
+    fig = Figure(figsize=(6.5, 0.45 * len(sites) + 1.8), layout="constrained")
+    ax = fig.subplots()
+    _forest(ax, sites, per_layer, reference, prob)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean |w| over the layer's weights (log scale)")
+    ax.set_ylabel("layer")
+    ax.set_title("Per-layer shrinkage: posterior of mean |w| vs MAP")
+    return _finish(fig, path)
+
+
+def plot_map_vs_posterior(map_values: Mapping[str, ArrayLike], posterior_mean: Mapping[str, ArrayLike],
+                          mask: Mapping[str, ArrayLike], path: str | Path | None = None) -> Figure:
+    """Scatter of every weight's MAP value against its posterior mean, coloured by ``mask`` (True = kept)."""
+    sites = list(map_values)
+    x = np.concatenate([_np(map_values[s]).ravel() for s in sites])
+    y = np.concatenate([_np(posterior_mean[s]).ravel() for s in sites])
+    kept = np.concatenate([_np(mask[s]).ravel().astype(bool) for s in sites])
+    fig = Figure(figsize=(5.5, 5), layout="constrained")
+    ax = fig.subplots()
+    size = 12 if len(x) < 2000 else 3
+    ax.scatter(x[~kept], y[~kept], s=size, c="tab:red", alpha=0.6, label=f"pruned ({(~kept).sum()})", rasterized=True)
+    ax.scatter(x[kept], y[kept], s=size, c="tab:blue", alpha=0.6, label=f"kept ({kept.sum()})", rasterized=True)
+    bound = float(np.abs(np.concatenate([x, y])).max()) * 1.05 or 1.0
+    ax.plot([-bound, bound], [-bound, bound], color="grey", lw=0.8, ls="--", label="posterior mean = MAP")
+    ax.set_xlim(-bound, bound)
+    ax.set_ylim(-bound, bound)
+    ax.set_xlabel("MAP value of w_j")
+    ax.set_ylabel("posterior mean of w_j")
+    ax.set_title("MAP vs posterior mean, by pruning decision")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _finish(fig, path)
+
+
+def plot_hyper_histograms(values: Mapping[str, ArrayLike], xlabel: str = "lambda", bins: int = 40,
+                          path: str | Path | None = None) -> Figure:
+    """Per-layer histograms of positive values (e.g. HALO's ``lambda_j`` or ``xi / lambda_j^2``) on a log x-axis.
+
+    Each layer's histogram is normalised to the fraction of its entries, so layers of different
+    sizes compare.
+    """
+    flat = {site: _np(v).ravel() for site, v in values.items()}
+    everything = np.concatenate(list(flat.values()))
+    if (everything <= 0).any() or not np.isfinite(everything).all():
+        raise ConfigError(f"{xlabel} must be positive and finite to plot on a log axis")
+    lo, hi = everything.min(), everything.max()
+    edges = np.geomspace(lo, hi if hi > lo else lo * 1.01, bins + 1)
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for site, v in flat.items():
+        ax.hist(v, bins=edges, weights=np.full(len(v), 1 / len(v)), histtype="step", lw=1.5, label=site)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{xlabel} (log scale)")
+    ax.set_ylabel("fraction of the layer's weights")
+    ax.set_title(f"{xlabel} per layer")
+    ax.legend(fontsize="small")
+    return _finish(fig, path)
+
+
+def plot_accuracy_vs_keep(rows: Iterable[Mapping], path: str | Path | None = None, **options) -> Figure:
+    """Accuracy against keep fraction, one line per criterion: :func:`bayes_halo.pruning.plot.plot_accuracy_vs_keep`
+    (rows with ``keep``, ``criterion``, ``test_accuracy``; ``options``: ``dense_accuracy``, ``metric``, ``title``)."""
+    return _finish(pruning_plot.plot_accuracy_vs_keep(rows, **options), path)
+
+
+def plot_mcmc(idata: az.InferenceData, var_names: Sequence[str], kind: Literal["trace", "rank"] = "trace",
+              path: str | Path | None = None) -> Figure:
+    """ArviZ trace plot (density and trace per variable) or rank plot of MCMC ``var_names``."""
+    import matplotlib.pyplot as plt
+
+    names = list(var_names)
+    layout = {"layout": "constrained"}
+    with warnings.catch_warnings():  # arviz 0.23 calls a matplotlib 3.11 API deprecated for its own use
+        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
+        axes = _arviz_axes(idata, names, kind, layout)
+    fig = np.ravel(axes)[0].figure
+    note = "colours: entries of each variable; line styles: chains" if kind == "trace" else "uniform bars = chains agree"
+    fig.suptitle(f"NUTS {kind} plot ({note})")
+    plt.close(fig)
+    return _finish(fig, path)
+
+
+def _arviz_axes(idata: az.InferenceData, names: list[str], kind: str, layout: dict) -> np.ndarray:
+    """The axes of ``az.plot_trace`` / ``az.plot_rank``, labelled."""
+    if kind == "trace":
+        axes = np.atleast_2d(az.plot_trace(idata, var_names=names, compact=True, legend=False,
+                                           figsize=(11, 2.6 * len(names) + 0.6), backend_kwargs=layout))
+        for left, right in axes:
+            left.set_xlabel("value")
+            left.set_ylabel("density")
+            right.set_xlabel("draw")
+            right.set_ylabel("value")
+    elif kind == "rank":
+        axes = np.atleast_1d(az.plot_rank(idata, var_names=names, kind="bars", backend_kwargs=layout))
+        for ax in axes.ravel():
+            ax.set_xlabel("rank of draw (all chains pooled)")
+            ax.set_ylabel("chain")
+    else:
+        raise ConfigError(f"kind must be 'trace' or 'rank', got {kind!r}")
+    return axes
