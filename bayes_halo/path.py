@@ -51,7 +51,7 @@ class PathResult:
     rows: list[dict[str, Any]]
     choice: dict[str, Any]
     states: list[dict[str, Tensor]] = field(repr=False)
-    keeps: tuple[float, ...] = ()
+    keeps: tuple[float, ...]
 
 
 def strength_grid(start: float, stop: float, points: int) -> list[float]:
@@ -131,7 +131,7 @@ def regularization_path(config: FitConfig, strengths: Sequence[float], walk: str
     done_epochs = max(1, config.pilot_epochs) if pilot else 0
     for index, strength in enumerate(strengths):
         settings = point_config(config, strength, walk, ratio)
-        module = build_module(settings, data.input_shape, data.n_classes, data.n_train, pilot and pilot[0])
+        module = build_module(settings, data.input_shape, data.n_classes, data.n_train, pilot[0] if pilot else None)
         if states:
             module.load_state_dict(states[-1])  # the warm start: weights and hyper-variables
         elif pilot:
@@ -148,7 +148,7 @@ def regularization_path(config: FitConfig, strengths: Sequence[float], walk: str
     if target_keep is not None:
         best = choose(rows, target_keep)
         module = build_module(point_config(config, strengths[best], walk, ratio), data.input_shape,
-                              data.n_classes, data.n_train, pilot and pilot[0])
+                              data.n_classes, data.n_train, pilot[0] if pilot else None)
         module.load_state_dict(states[best])
         rows[best].update(_test(module, data, config, target_keep))
         choice["chosen"] = {k: rows[best][k] for k in ("point", "xi", "psi", "cumulative_epochs", _val(target_keep),

@@ -28,7 +28,7 @@ w_j | lambda_j ~ Laplace(0, lambda_j^2 / (N xi)).  A coefficient c on the summed
 
 EPILOG = """\
 defaults of --xi/--psi per prior (tuned on a validation split for the default schedule:
-30 epochs, batch 100, lr 0.1, x0.1 at 50%% and 75%% of training):
+30 epochs, batch 100, lr 0.1, x0.1 at 50% and 75% of training):
 {defaults}
 How far HALO's lambdas travel depends on psi x (number of steps) x (lambda learning rate),
 so a default psi belongs to the default schedule: retune psi when you change epochs or lr.
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> FitConfig:
     """The FitConfig that the parsed arguments describe (validated)."""
-    names = set(FitConfig.__dataclass_fields__) - {"extras"}
+    names = set(FitConfig.__dataclass_fields__)
     return FitConfig(**{name: getattr(args, name) for name in names if hasattr(args, name)})
 
 

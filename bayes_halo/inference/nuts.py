@@ -1,16 +1,27 @@
-"""NUTS (Pyro) on the Pyro model of a *small* BayesianModule: the reference MAP and SVI are checked against.
+"""NUTS (Pyro's kernel) on the posterior of a *small* BayesianModule: the reference for MAP and SVI.
 
-Chains run one after another, chain ``c`` seeded with ``seed + c``, each a Pyro ``MCMC`` with a
-``NUTS`` kernel on ``module.model``.  Only post-warmup transitions are kept.
+Chains run one after another, chain ``c`` seeded with ``seed + c``; only post-warmup draws are kept.
+
+The potential.  NUTS explores unconstrained latents ``u``: every network parameter, and every
+hyper-variable ``h = T(u_h)`` with ``T = biject_to(support)`` (as Pyro does).  Rather than tracing
+``module.model`` at every leapfrog step (several times slower on models this small), the
+potential is evaluated in plain torch from the identity ``-log p(y, theta, h) = N * mean_nll +
+N * R(w, h) + const`` (:mod:`bayes_halo.priors.base`)::
+
+    U(u) = N * mean_nll(f(x; theta), y) + N * R(w, h) - log|dT/du_h| - sum_j log scale_j(h),
+
+the last term only for non-centred sites.  The tests check that ``U`` equals the potential Pyro
+builds from ``module.model`` up to a constant, for every prior, centred and non-centred.
 
 Non-centred parametrisation (``noncentred=True``, the default): every prior site whose scale
-depends on hyper-variables, ``w ~ D(loc, scale(h))`` (Laplace or Normal given ``h``), is sampled
-as ``z ~ D(0, 1)``, ``w = loc + scale(h) * z`` (Pyro's ``LocScaleReparam(0)``); priors with fixed
-scales (ridge, Laplace, adaptive Laplace) have nothing to gain and stay centred.  Under HALO
-(``scale = lambda^2 / (N xi)``) and the horseshoe (``scale = tau lambda``) the centred posterior is
-a funnel: near-zero weights force steps of size ``scale`` while the rest of the posterior wants
-steps of size ``sd(w | y)``, and NUTS then runs to its maximum tree depth.  Draws are always
-returned for ``w`` itself, recomputed from ``(z, h)``.
+depends on hyper-variables, ``w ~ D(loc(h), scale(h))`` (Laplace or Normal given ``h``), is sampled
+as ``z ~ D(0, 1)``, ``w = loc(h) + scale(h) * z`` (what Pyro's ``LocScaleReparam(0)`` does; the
+latent is named ``"<site>_decentered"``; ``loc`` and ``scale`` are read off the prior's own Pyro
+fragment).  Under HALO (``scale = lambda^2 / (N xi)``) and the horseshoe (``scale = tau lambda``) the
+centred posterior is a funnel: near-zero weights force steps of size ``scale`` while the rest of the
+posterior wants steps of size ``sd(w | y)``, and NUTS runs to its maximum tree depth.  Priors with
+fixed scales (ridge, Laplace, adaptive Laplace) gain nothing and stay centred.  Draws are always
+returned for ``w`` itself.
 """
 from __future__ import annotations
 
@@ -26,11 +37,14 @@ import torch
 from pyro import poutine
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_median, init_to_value
+from pyro.infer.mcmc.util import initialize_model
 from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor
+from torch.distributions import Independent, Transform, biject_to
 
 from ..errors import ConfigError
 from ..models.bayesian import BayesianModule
+from ..priors import hyper_site_name
 from .map import fit_map
 
 #: NUTS is refused above this many latent dimensions (use SVI)
@@ -69,18 +83,76 @@ def latent_dims(module: BayesianModule) -> int:
     return sum(v.numel() for v in module.site_values().values())
 
 
-def _decentred(site: str) -> str:
-    return f"{site}_decentered"  # the name LocScaleReparam gives the standardised site
+def decentred_name(site: str) -> str:
+    """Name of the standardised latent ``z`` of a non-centred site (as ``LocScaleReparam`` names it)."""
+    return f"{site}_decentered"
 
 
-def _hierarchical_sites(module: BayesianModule) -> list[str]:
+def hierarchical_sites(module: BayesianModule) -> list[str]:
     """Prior sites whose scale depends on hyper-variables (the ones worth non-centring)."""
     return [site for site in module.sites if module.hyper(site)]
 
 
-def _reparam(module: BayesianModule, model: Callable | None = None) -> Callable:
-    """``model`` (default ``module.model``) with every hierarchical prior site non-centred."""
-    config = {site: LocScaleReparam(0.0) for site in _hierarchical_sites(module)}
+class Potential:
+    """``U(u)`` of the module's posterior over unconstrained latents ``u`` (see the module docstring).
+
+    ``noncentred`` lists the prior sites sampled as ``z``.  :meth:`constrain` maps latents to
+    site values; calling the object gives ``U`` (a scalar tensor, differentiable).
+    """
+
+    def __init__(self, module: BayesianModule, x: Tensor, y: Tensor, noncentred: list[str]) -> None:
+        self.module, self.x, self.y, self.noncentred = module, x, y, noncentred
+        weights = module.weights()
+        self.hyper_of: dict[str, dict[str, str]] = {}
+        self.transforms: dict[str, Transform] = {}
+        for site in module.sites:
+            hyper_sites = module.prior.hyper_sites(site, weights[site].detach())
+            self.hyper_of[site] = {key: hyper_site_name(site, key) for key in hyper_sites}
+            self.transforms.update({hyper_site_name(site, key): biject_to(h.constraint)
+                                    for key, h in hyper_sites.items()})
+        self.like = {site: w.detach() for site, w in weights.items()}
+        self.parameters = [name for name, _ in module.net.named_parameters()]
+
+    def loc_scale(self, site: str, values: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """``loc(h)`` and ``scale(h)`` of ``w | h`` at ``site``, read off the prior's Pyro fragment."""
+        data = {name: values[name] for name in self.hyper_of[site].values()}
+        prior = poutine.condition(self.module.prior.sample, data=data)
+        fn = poutine.trace(prior).get_trace(site, self.like[site], self.module.n_data).nodes[site]["fn"]
+        while isinstance(fn, Independent):
+            fn = fn.base_dist
+        return fn.loc, fn.scale
+
+    def constrain(self, latents: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        """Site values (``w``, not ``z``) and ``log|d(values)/du|`` summed."""
+        values: dict[str, Tensor] = {}
+        log_det = self.x.new_zeros(())
+        for name, transform in self.transforms.items():
+            values[name] = transform(latents[name])
+            log_det = log_det + transform.log_abs_det_jacobian(latents[name], values[name]).sum()
+        for name in self.parameters:
+            if name in self.noncentred:
+                z = latents[decentred_name(name)]
+                loc, scale = self.loc_scale(name, values)
+                values[name] = loc + scale * z
+                log_det = log_det + scale.log().expand(z.shape).sum()
+            else:
+                values[name] = latents[name]
+        return values, log_det
+
+    def __call__(self, latents: Mapping[str, Tensor]) -> Tensor:
+        module, n = self.module, self.module.n_data
+        values, log_det = self.constrain(latents)
+        out = torch.func.functional_call(module.net, {name: values[name] for name in self.parameters}, (self.x,))
+        energy = n * module.likelihood.mean_nll(out, self.y)
+        for site, names in self.hyper_of.items():
+            hyper = {key: values[name] for key, name in names.items()}
+            energy = energy + n * module.prior.penalty(site, values[site], hyper, n)
+        return energy - log_det
+
+
+def noncentred_model(module: BayesianModule, model: Callable | None = None) -> Callable:
+    """``model`` (default ``module.model``) with every hierarchical prior site non-centred (Pyro reparam)."""
+    config = {site: LocScaleReparam(0.0) for site in hierarchical_sites(module)}
     return poutine.reparam(model or module.model, config=config)
 
 
@@ -103,25 +175,12 @@ def _to_noncentred(module: BayesianModule, values: Mapping[str, Tensor], x: Tens
 
     A weight's ``h`` must be among ``values`` whenever the weight is.
     """
-    sites = [site for site in _hierarchical_sites(module) if site in values]
-    nodes = poutine.trace(_reparam(module, poutine.condition(module.model, data=dict(values)))).get_trace(
+    sites = [site for site in hierarchical_sites(module) if site in values]
+    nodes = poutine.trace(noncentred_model(module, poutine.condition(module.model, data=dict(values)))).get_trace(
         x[:1], y[:1]).nodes
     out = {name: v for name, v in values.items() if name not in sites}
-    out.update({_decentred(site): nodes[_decentred(site)]["value"].detach() for site in sites})
+    out.update({decentred_name(site): nodes[decentred_name(site)]["value"].detach() for site in sites})
     return out
-
-
-def _to_centred(module: BayesianModule, draws: Mapping[str, Tensor], x: Tensor, y: Tensor) -> dict[str, Tensor]:
-    """Recompute ``w = loc + scale(h) z`` for every draw of the non-centred model (draws flattened)."""
-    model = _reparam(module)
-    count = next(iter(draws.values())).shape[0]
-    out: dict[str, list[Tensor]] = {name: [] for name in module.site_values()}
-    for i in range(count):
-        nodes = poutine.trace(poutine.condition(model, data={k: v[i] for k, v in draws.items()})).get_trace(
-            x[:1], y[:1]).nodes
-        for name in out:
-            out[name].append(nodes[name]["value"].detach())
-    return {name: torch.stack(values) for name, values in out.items()}
 
 
 @contextmanager
@@ -158,30 +217,33 @@ def run_nuts(module: BayesianModule, x: Tensor, y: Tensor, num_samples: int = 50
         raise ConfigError(f"num_samples, warmup and num_chains must be >= 1, got {num_samples}, {warmup}, {num_chains}")
     if not 0 < target_accept_prob < 1:
         raise ConfigError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
-    noncentred = noncentred and bool(_hierarchical_sites(module))
-    model = _reparam(module) if noncentred else module.model
+    sites = hierarchical_sites(module) if noncentred else []
+    potential = Potential(module, x, y, sites)
+    model = noncentred_model(module) if sites else module.model
     chains, diverging, step_size, accept, seconds = [], [], [], [], []
     with _torch_threads(num_threads), pyro.settings.context(module_local_params=True):
         start = _start_values(module, x, y, init)
-        if noncentred:
-            start = _to_noncentred(module, start, x, y)
-        strategy = init_to_value(values=start, fallback=init_to_median)
+        strategy = init_to_value(values=_to_noncentred(module, start, x, y) if sites else start,
+                                 fallback=init_to_median)
         for chain in range(num_chains):
             pyro.set_rng_seed(seed + chain)
-            kernel = NUTS(model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                          full_mass=full_mass, init_strategy=strategy, max_plate_nesting=1)
+            initial, *_ = initialize_model(model, (x, y), init_strategy=strategy, max_plate_nesting=1)
+            kernel = NUTS(potential_fn=potential, target_accept_prob=target_accept_prob,
+                          max_tree_depth=max_tree_depth, full_mass=full_mass)
             last: dict[str, float] = {}  # sampler state after the last draw (the kernel resets after a run)
 
             def record(kern: NUTS, _params: dict, _stage: str, _i: int) -> None:
                 last.update(step_size=float(kern.step_size), accept=float(kern.logging()["acc. prob"]))
 
-            mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup, disable_progbar=not progress,
-                        hook_fn=record)
+            mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup, initial_params=initial,
+                        disable_progbar=not progress, hook_fn=record)
             tic = time.perf_counter()
-            mcmc.run(x, y)
+            mcmc.run()
             seconds.append(time.perf_counter() - tic)
-            samples = {k: v.detach() for k, v in mcmc.get_samples().items()}
-            chains.append(_to_centred(module, samples, x, y) if noncentred else samples)
+            latents = mcmc.get_samples()
+            with torch.no_grad():
+                values = [potential.constrain({k: v[i] for k, v in latents.items()})[0] for i in range(num_samples)]
+            chains.append({name: torch.stack([v[name] for v in values]) for name in values[0]})
             flags = torch.zeros(num_samples, dtype=torch.bool)
             flags[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
             diverging.append(flags)

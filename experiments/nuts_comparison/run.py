@@ -55,16 +55,16 @@ class Setup:
     xi: float  # ridge, Laplace, adaptive Laplace, HALO and shared HALO
     psi: float  # HALO and shared HALO
     tau0: float  # horseshoe: Piironen & Vehtari's p0 / (p - p0) * s / sqrt(N)
-    full_mass: bool
-    max_tree_depth: int
+    full_mass: bool  # dense mass matrix for priors without hyper-variables (hierarchical ones: diagonal)
+    max_tree_depth: int  # hierarchical priors; the others keep NUTS's default of 10
     draws: int
     map_lr: float
 
 
 SETUPS = {
     # tau0: p0 = 5 relevant of p features, s = noise sd (0.70) or 2 for a logistic model
-    "diabetes": Setup("diabetes_regression", PRIORS, 0.01, 0.01, 0.033, True, 8, 250, 0.05),
-    "breast-cancer": Setup("breast_cancer_logistic", PRIORS, 0.01, 0.01, 0.017, True, 8, 250, 0.05),
+    "diabetes": Setup("diabetes_regression", PRIORS, 0.01, 0.01, 0.033, True, 6, 250, 0.05),
+    "breast-cancer": Setup("breast_cancer_logistic", PRIORS, 0.01, 0.01, 0.017, True, 6, 250, 0.05),
     "digits": Setup("digits_mlp", ("ridge", "halo"), 0.01, 0.01, 1.0, False, 5, 150, 0.02),
 }
 BUILDERS = {"diabetes_regression": diabetes_regression, "breast_cancer_logistic": breast_cancer_logistic,
@@ -114,9 +114,10 @@ def run_cell(model: str, prior_name: str, warmup: int, seed: int) -> dict:
                   init_scale=0.01, num_particles=2, seed=seed, progress=False)
     svi_draws = svi.sample(1000, seed=seed)
     svi_seconds = time.perf_counter() - tic
+    hierarchical = bool(module.hyper_values())
     nuts = run_nuts(problem.module(prior, seed=seed), problem.x, problem.y, num_samples=setup.draws, warmup=warmup,
-                    num_chains=2, seed=seed, full_mass=setup.full_mass, max_tree_depth=setup.max_tree_depth,
-                    progress=False)
+                    num_chains=2, seed=seed, full_mass=setup.full_mass and not hierarchical,
+                    max_tree_depth=setup.max_tree_depth if hierarchical else 10, progress=False)
     idata = mcmc_inference_data(nuts.draws, diverging=nuts.diverging, step_size=nuts.step_size)
     rhat, ess = az.rhat(idata), az.ess(idata, method="bulk")
     hyper = set(module.hyper_values())
