@@ -1,5 +1,9 @@
-"""Shared test settings: headless plotting and fixed seeds."""
-import matplotlib
+"""Shared test settings: headless plotting, passive OpenMP threads and fixed seeds."""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see bayes_halo/__init__.py)
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 

@@ -1,17 +1,22 @@
-"""NUTS on small real-data models against closed forms and MAP, and its guard rails."""
+"""NUTS on small real-data models against closed forms and MAP, its potential against Pyro's, its guard rails."""
+from collections import OrderedDict
+
 import arviz as az
 import numpy as np
 import pytest
 import torch
+from pyro.infer.autoguide.initialization import init_to_median, init_to_value
+from pyro.infer.mcmc.util import initialize_model
 from sklearn.linear_model import Lasso
 from torch import nn
 
 from bayes_halo.diagnostics.arviz_export import mcmc_inference_data
 from bayes_halo.errors import ConfigError
-from bayes_halo.inference.nuts import MAX_LATENT_DIMS, _to_centred, _to_noncentred, latent_dims, run_nuts
+from bayes_halo.inference.nuts import (MAX_LATENT_DIMS, Potential, _to_noncentred, hierarchical_sites, latent_dims,
+                                      noncentred_model, run_nuts)
 from bayes_halo.inference.regression import diabetes_regression
 from bayes_halo.models.bayesian import BayesianModule
-from bayes_halo.priors import HALO, Horseshoe, Laplace, Normal
+from bayes_halo.priors import HALO, AdaptiveLaplace, Horseshoe, Laplace, Normal, RegularizedHorseshoe, SharedHALO
 
 XI = 0.01
 
@@ -85,9 +90,41 @@ def test_lasso_map_lies_in_the_nuts_bulk(diabetes, lasso_run):
     assert ((estimate >= lo) & (estimate <= hi)).all(), (lo, estimate, hi)
 
 
+def tiny_net_module(prior):
+    net = nn.Sequential(OrderedDict(fc1=nn.Linear(4, 3), act=nn.Tanh(), fc2=nn.Linear(3, 3)))
+    pilot = {k: torch.randn_like(v) for k, v in net.named_parameters() if k.endswith("weight")}
+    prior = AdaptiveLaplace.from_pilot(0.02, pilot) if prior == "adaptive" else prior
+    return BayesianModule(net, prior, n_data=20)
+
+
+PRIORS = [Normal(0.05), Laplace(0.05), "adaptive", HALO(0.05, 0.05), SharedHALO(0.05, 0.05), Horseshoe(0.5),
+          RegularizedHorseshoe(0.5)]
+
+
+@pytest.mark.parametrize("noncentred", [False, True], ids=["centred", "noncentred"])
+@pytest.mark.parametrize("prior", PRIORS, ids=lambda p: p if isinstance(p, str) else p.name)
+def test_potential_is_pyros_potential_of_the_model(prior, noncentred, float64):
+    """The plain-torch potential equals Pyro's, built from (the reparametrised) module.model, up to a constant."""
+    module = tiny_net_module(prior)
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    sites = hierarchical_sites(module) if noncentred else []
+    model = noncentred_model(module) if sites else module.model
+    start = {name: v for name, v in module.site_values().items() if "bias" in name}
+    init, pyro_potential, _, _ = initialize_model(model, (x, y), max_plate_nesting=1,
+                                                  init_strategy=init_to_value(values=start, fallback=init_to_median))
+    assert any(name.endswith("_decentered") for name in init) == bool(sites)
+    potential = Potential(module, x, y, sites)
+    offsets, scale = [], []
+    for _ in range(5):
+        u = {name: v + 0.5 * torch.randn_like(v) for name, v in init.items()}
+        offsets.append((potential(u) - pyro_potential(u)).item())
+        scale.append(abs(potential(u).item()))
+    assert max(offsets) - min(offsets) < 1e-9 * max(scale)
+
+
 @pytest.mark.parametrize("prior", [HALO(0.05, 0.05), Horseshoe(0.5)], ids=["halo", "horseshoe"])
-def test_noncentring_round_trips(diabetes, prior, float64):
-    """z = (w - loc)/scale(h) and back recovers every site value."""
+def test_noncentred_latents_map_back_to_the_site_values(diabetes, prior, float64):
+    """``z = (w - loc)/scale(h)`` as Pyro's reparam computes it, then ``Potential.constrain``, recovers ``w``."""
     module = diabetes.module(prior)
     values = module.site_values()
     values["weight"] = torch.randn_like(values["weight"])
@@ -95,9 +132,11 @@ def test_noncentring_round_trips(diabetes, prior, float64):
         values[name] = torch.rand_like(v) + 0.1
     z = _to_noncentred(module, values, diabetes.x, diabetes.y)
     assert "weight" not in z and z["weight_decentered"].shape == values["weight"].shape
-    back = _to_centred(module, {k: v[None] for k, v in z.items()}, diabetes.x, diabetes.y)
+    potential = Potential(module, diabetes.x, diabetes.y, ["weight"])
+    latents = {name: potential.transforms[name].inv(v) if name in potential.transforms else v for name, v in z.items()}
+    back, _ = potential.constrain(latents)
     for name, value in values.items():
-        torch.testing.assert_close(back[name][0], value)
+        torch.testing.assert_close(back[name], value)
 
 
 def test_halo_sampling_returns_centred_positive_draws(diabetes):

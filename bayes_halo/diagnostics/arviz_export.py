@@ -20,8 +20,6 @@ Conventions
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import pandas as pd
 import xarray as xr
 from torch import Tensor, nn
 
+from ..atomic import atomic_path
 from ..errors import ConfigError
 from ..models.bayesian import BayesianModule
 from ..priors import hyper_site_name
@@ -175,14 +174,6 @@ def mcmc_summary(idata: az.InferenceData, var_names: Sequence[str] | None = None
 
 def save_inference_data(idata: az.InferenceData, path: str | Path) -> Path:
     """Write ``idata`` as NetCDF (h5netcdf engine) atomically: a temporary file beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         idata.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)

@@ -63,8 +63,8 @@ class Setup:
 
 SETUPS = {
     # tau0: p0 = 5 relevant of p features, s = noise sd (0.70) or 2 for a logistic model
-    "diabetes": Setup("diabetes_regression", PRIORS, 0.01, 0.01, 0.033, True, 6, 250, 0.05),
-    "breast-cancer": Setup("breast_cancer_logistic", PRIORS, 0.01, 0.01, 0.017, True, 6, 250, 0.05),
+    "diabetes": Setup("diabetes_regression", PRIORS, 0.01, 0.01, 0.033, True, 7, 200, 0.05),
+    "breast-cancer": Setup("breast_cancer_logistic", PRIORS, 0.01, 0.01, 0.017, True, 7, 200, 0.05),
     "digits": Setup("digits_mlp", ("ridge", "halo"), 0.01, 0.01, 1.0, False, 5, 150, 0.02),
 }
 BUILDERS = {"diabetes_regression": diabetes_regression, "breast_cancer_logistic": breast_cancer_logistic,
@@ -273,7 +273,7 @@ def sd_figure(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(SETUPS), choices=list(SETUPS))
-    parser.add_argument("--warmup", type=int, default=250, help="NUTS warmup steps per chain")
+    parser.add_argument("--warmup", type=int, default=200, help="NUTS warmup steps per chain")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="cells run in parallel processes")
     parser.add_argument("--out", type=Path, default=HERE)

@@ -144,8 +144,8 @@ def table_markdown(study: dict[str, Any], rows: list[dict[str, str]],
     for (method, criterion), by_keep in cells.items():
         spec = study["methods"][method]
         if "grid" in spec:
-            lines.append(f"| {label(method, spec, criterion)} | "
-                         + " | ".join("—" if by_keep[k] is None else point_text(by_keep[k].point) for k in keeps) + " |")
+            chosen = ("—" if by_keep[k] is None else point_text(by_keep[k].point) for k in keeps)
+            lines.append(f"| {label(method, spec, criterion)} | " + " | ".join(chosen) + " |")
     lines += comparison_lines(study, cells)
     return "\n".join(lines) + "\n"
 
