@@ -13,21 +13,25 @@ the SVI-epoch / MAP-epoch ratio).
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from collections.abc import Callable
+import os
 
-import pyro
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see bayes_halo/__init__.py
 
-from bayes_halo.inference.map import map_guide, map_loss
-from bayes_halo.inference.svi import svi_step_function
-from bayes_halo.models import build_model
-from bayes_halo.models.bayesian import BayesianModule
-from bayes_halo.priors import HALO, Laplace
-from bayes_halo.training.config import FitConfig
-from bayes_halo.training.trainer import build_optimizer
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import pyro  # noqa: E402
+import torch  # noqa: E402
+
+from bayes_halo.inference.map import map_guide, map_loss  # noqa: E402
+from bayes_halo.inference.svi import svi_step_function  # noqa: E402
+from bayes_halo.models import build_model  # noqa: E402
+from bayes_halo.models.bayesian import BayesianModule  # noqa: E402
+from bayes_halo.priors import HALO, Laplace  # noqa: E402
+from bayes_halo.training.config import FitConfig  # noqa: E402
+from bayes_halo.training.trainer import build_optimizer  # noqa: E402
 
 N = 55_000
 

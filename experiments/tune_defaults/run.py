@@ -33,9 +33,9 @@ def parse_grid(items: list[str]) -> list[dict[str, float]]:
     return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
 
 
-def one_run(args: tuple[str, dict[str, float], int, int]) -> list[dict]:
-    prior, point, epochs, seed = args
-    config = FitConfig(prior=prior, epochs=epochs, seed=seed, keep=KEEPS, threads=1, **point)
+def one_run(args: tuple[str, dict[str, float], int, int, str]) -> list[dict]:
+    prior, point, epochs, seed, positivity = args
+    config = FitConfig(prior=prior, epochs=epochs, seed=seed, keep=KEEPS, threads=1, positivity=positivity, **point)
     start = time.perf_counter()
     result = run_fit(config, progress=False)
     seconds = time.perf_counter() - start
@@ -57,10 +57,12 @@ def main() -> None:
                         help='numeric axes like "xi=3e-5,1e-4" "psi=1e-4" "lambda_lr=0.1"')
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--positivity", choices=("abs", "exp"), default="abs",
+                        help="lambda = |raw| (the paper's) or exp(raw) (Pyro's coordinate)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(HERE / "results.csv"))
     args = parser.parse_args()
-    jobs = [(args.prior, point, args.epochs, args.seed) for point in parse_grid(args.grid)]
+    jobs = [(args.prior, point, args.epochs, args.seed, args.positivity) for point in parse_grid(args.grid)]
     out = Path(args.out)
     fields = ["prior", "xi", "psi", "lambda_lr", "positivity", "epochs", "seed", "keep", "criterion",
               "val_accuracy", "test_accuracy", "dense_val", "seconds"]
