@@ -31,6 +31,7 @@ import torch
 
 from bayes_halo.atomic import write_text
 from bayes_halo.data import ArrayData, load_dataset
+from bayes_halo.errors import BayesHaloError
 from bayes_halo.models.bayesian import BayesianModule
 from bayes_halo.pipeline import build_module, evaluate_run, run_fit
 from bayes_halo.priors import Laplace
@@ -178,7 +179,11 @@ def run_study(study: dict[str, Any], out: Path, workers: int) -> None:
         futures = {pool.submit(run_job, job): job for job in todo}
         for finished, future in enumerate(as_completed(futures), 1):
             job = futures[future]
-            new = future.result()
+            try:
+                new = future.result()
+            except BayesHaloError as err:  # e.g. divergence: the point lacks this seed and is not chosen
+                print(f"[{finished}/{len(todo)}] {job.run_id}: FAILED, not recorded: {err}", flush=True)
+                continue
             rows.extend(new)
             write_rows(out / "results.csv", rows)
             elapsed = time.perf_counter() - start
