@@ -159,15 +159,18 @@ def plot_accuracy_vs_keep(rows: Iterable[Mapping], path: str | Path | None = Non
 
 
 def plot_mcmc(idata: az.InferenceData, var_names: Sequence[str], kind: Literal["trace", "rank"] = "trace",
-              path: str | Path | None = None) -> Figure:
-    """ArviZ trace plot (density and trace per variable) or rank plot of MCMC ``var_names``."""
+              coords: Mapping[str, Sequence] | None = None, path: str | Path | None = None) -> Figure:
+    """ArviZ trace plot (density and trace per variable) or rank plot of MCMC ``var_names``.
+
+    ``coords`` selects entries, e.g. ``{"in": ["bmi", "s5"]}``; a trace plot then labels them.
+    """
     import matplotlib.pyplot as plt
 
     names = list(var_names)
     layout = {"layout": "constrained"}
     with warnings.catch_warnings():  # arviz 0.23 calls a matplotlib 3.11 API deprecated for its own use
         warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
-        axes = _arviz_axes(idata, names, kind, layout)
+        axes = _arviz_axes(idata, names, kind, dict(coords or {}), layout)
     fig = np.ravel(axes)[0].figure
     note = "colours: entries of each variable; line styles: chains" if kind == "trace" else "uniform bars = chains agree"
     fig.suptitle(f"NUTS {kind} plot ({note})")
@@ -175,10 +178,10 @@ def plot_mcmc(idata: az.InferenceData, var_names: Sequence[str], kind: Literal["
     return _finish(fig, path)
 
 
-def _arviz_axes(idata: az.InferenceData, names: list[str], kind: str, layout: dict) -> np.ndarray:
+def _arviz_axes(idata: az.InferenceData, names: list[str], kind: str, coords: dict, layout: dict) -> np.ndarray:
     """The axes of ``az.plot_trace`` / ``az.plot_rank``, labelled."""
     if kind == "trace":
-        axes = np.atleast_2d(az.plot_trace(idata, var_names=names, compact=True, legend=False,
+        axes = np.atleast_2d(az.plot_trace(idata, var_names=names, coords=coords, compact=True, legend=bool(coords),
                                            figsize=(11, 2.6 * len(names) + 0.6), backend_kwargs=layout))
         for left, right in axes:
             left.set_xlabel("value")
@@ -186,7 +189,7 @@ def _arviz_axes(idata: az.InferenceData, names: list[str], kind: str, layout: di
             right.set_xlabel("draw")
             right.set_ylabel("value")
     elif kind == "rank":
-        axes = np.atleast_1d(az.plot_rank(idata, var_names=names, kind="bars", backend_kwargs=layout))
+        axes = np.atleast_1d(az.plot_rank(idata, var_names=names, coords=coords, kind="bars", backend_kwargs=layout))
         for ax in axes.ravel():
             ax.set_xlabel("rank of draw (all chains pooled)")
             ax.set_ylabel("chain")

@@ -11,7 +11,8 @@ bulk ESS.  SVI is judged against NUTS by
 * shift: |SVI mean - NUTS mean| / NUTS sd.
 
 Writes ``results.csv`` (one row per entry and cell), ``results.md`` (tables), and the figures
-``coefficients_diabetes.png``, ``sd_svi_vs_nuts.png`` and ``trace_diabetes_halo.png``.
+``coefficients_diabetes.png``, ``sd_svi_vs_nuts.png`` and ``trace_diabetes_halo.png`` (NUTS trace of
+four coefficients and their lambdas).
 
     python experiments/nuts_comparison/run.py --jobs 2
 """
@@ -34,7 +35,7 @@ import torch
 from matplotlib.figure import Figure
 
 from bayes_halo.atomic import save_figure, write_text
-from bayes_halo.diagnostics.arviz_export import mcmc_inference_data
+from bayes_halo.diagnostics.arviz_export import mcmc_inference_data, site_dims
 from bayes_halo.diagnostics.plots import METHOD_COLOURS, plot_coefficient_forest, plot_mcmc
 from bayes_halo.inference.map import fit_map
 from bayes_halo.inference.nuts import latent_dims, run_nuts
@@ -126,7 +127,8 @@ def run_cell(model: str, prior_name: str, seed: int) -> dict:
     nuts = run_nuts(problem.module(prior, seed=seed), problem.x, problem.y, num_samples=setup.draws, warmup=setup.warmup,
                     num_chains=2, seed=seed, full_mass=setup.full_mass and not hierarchical,
                     max_tree_depth=setup.max_tree_depth if hierarchical else 10, progress=False)
-    idata = mcmc_inference_data(nuts.draws, diverging=nuts.diverging, step_size=nuts.step_size)
+    idata = mcmc_inference_data(nuts.draws, diverging=nuts.diverging, step_size=nuts.step_size, dims=site_dims(module),
+                                coords={"in": list(problem.feature_names)})
     rhat, ess = az.rhat(idata), az.ess(idata, method="bulk")
     hyper = set(module.hyper_values())
     rows = []
@@ -312,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
     if diabetes:
         coefficient_figure(diabetes, args.out / "coefficients_diabetes.png")
         if "halo" in diabetes:
-            plot_mcmc(diabetes["halo"]["idata"], ["weight", "weight_lambda"], path=args.out / "trace_diabetes_halo.png")
+            plot_mcmc(diabetes["halo"]["idata"], ["weight", "weight_lambda"], coords={"in": ["bmi", "s1", "s2", "s5"]},
+                      path=args.out / "trace_diabetes_halo.png")
     sd_figure(rows, args.out / "sd_svi_vs_nuts.png")
     print(f"done in {seconds / 60:.1f} min; wrote {args.out}/results.md")
 
