@@ -66,7 +66,7 @@ class Setup:
 SETUPS = {
     # tau0: p0 = 5 relevant of p features, s = noise sd (0.70) or 2 for a logistic model.
     # Breast cancer runs two priors by default: its 30 nearly collinear features make NUTS under the
-    # Laplace priors take over 10 minutes per cell here (add them with --priors).
+    # Laplace priors take minutes per cell (see the README; add them with --priors).
     "diabetes": Setup("diabetes_regression", PRIORS, 0.01, 0.01, 0.033, True, 6, 150, 200, 0.05),
     "breast-cancer": Setup("breast_cancer_logistic", ("ridge", "halo"), 0.01, 0.01, 0.017, True, 6, 300, 150, 0.05),
     "digits": Setup("digits_mlp", ("ridge", "halo"), 0.01, 0.01, 1.0, False, 5, 150, 100, 0.02),
@@ -76,27 +76,23 @@ BUILDERS = {"diabetes_regression": diabetes_regression, "breast_cancer_logistic"
 
 
 def make_prior(name: str, setup: Setup, problem: Problem) -> Prior:
-    """The prior ``name`` with the model's strengths.
+    """The prior ``name`` with the model's strengths (see :func:`adaptive_laplace` for its weights)."""
+    factories = {"ridge": lambda: Normal(setup.xi), "laplace": lambda: Laplace(setup.xi),
+                 "adaptive-laplace": lambda: adaptive_laplace(setup, problem),
+                 "halo": lambda: HALO(setup.xi, setup.psi), "shared-halo": lambda: SharedHALO(setup.xi, setup.psi),
+                 "horseshoe": lambda: Horseshoe(setup.tau0)}
+    return factories[name]()
 
-    The adaptive Laplace's weights are ``omega_j = 1 / (|w_ridge_j| + 0.05)`` from the ridge MAP: the
-    0.05 (on standardised features) caps ``omega`` at 20, where Zou's ``eps -> 0`` would turn a
+
+def adaptive_laplace(setup: Setup, problem: Problem) -> AdaptiveLaplace:
+    """Weights ``omega_j = 1 / (|w_ridge_j| + 0.05)`` from the ridge MAP.
+
+    The 0.05 (on standardised features) caps ``omega`` at 20, where Zou's ``eps -> 0`` would turn a
     near-zero pilot into a spike of width ``1 / (N xi omega_j)`` that NUTS can only crawl through.
     """
-    if name == "ridge":
-        return Normal(setup.xi)
-    if name == "laplace":
-        return Laplace(setup.xi)
-    if name == "adaptive-laplace":
-        pilot = problem.module(Normal(setup.xi))
-        fit_map(pilot, problem.x, problem.y, steps=1000, lr=setup.map_lr)
-        return AdaptiveLaplace.from_pilot(setup.xi, pilot.weights(), eps=0.05)
-    if name == "halo":
-        return HALO(setup.xi, setup.psi)
-    if name == "shared-halo":
-        return SharedHALO(setup.xi, setup.psi)
-    if name == "horseshoe":
-        return Horseshoe(setup.tau0)
-    raise ValueError(f"unknown prior {name!r}")
+    pilot = problem.module(Normal(setup.xi))
+    fit_map(pilot, problem.x, problem.y, steps=1000, lr=setup.map_lr)
+    return AdaptiveLaplace.from_pilot(setup.xi, pilot.weights(), eps=0.05)
 
 
 def stats(draws: torch.Tensor) -> dict[str, np.ndarray]:
