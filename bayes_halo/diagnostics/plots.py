@@ -82,8 +82,9 @@ def plot_coefficient_forest(draws: Mapping[str, ArrayLike], labels: Sequence[str
     return _finish(ax.figure, path)
 
 
-def plot_layer_shrinkage(draws: Mapping[str, Mapping[str, ArrayLike]], map_values: Mapping[str, ArrayLike] | None = None,
-                         prob: float = 0.9, path: str | Path | None = None) -> Figure:
+def plot_layer_shrinkage(draws: Mapping[str, Mapping[str, ArrayLike]],
+                         map_values: Mapping[str, ArrayLike] | None = None, prob: float = 0.9,
+                         path: str | Path | None = None) -> Figure:
     """Per-layer forest plot of ``m = mean_j |w_j|``: its posterior (mean, ``prob`` interval) per method.
 
     ``draws[method][site]`` is ``(S, *shape)``; the MAP's ``m`` is a cross.  A posterior left of
@@ -172,7 +173,8 @@ def plot_mcmc(idata: az.InferenceData, var_names: Sequence[str], kind: Literal["
         warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
         axes = _arviz_axes(idata, names, kind, dict(coords or {}), layout)
     fig = np.ravel(axes)[0].figure
-    note = "colours: entries of each variable; line styles: chains" if kind == "trace" else "uniform bars = chains agree"
+    note = ("colours: entries of each variable; line styles: chains" if kind == "trace"
+            else "uniform bars = chains agree")
     fig.suptitle(f"NUTS {kind} plot ({note})")
     plt.close(fig)
     return _finish(fig, path)

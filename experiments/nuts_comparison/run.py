@@ -120,8 +120,8 @@ def run_cell(model: str, prior_name: str, seed: int) -> dict:
     svi_draws = svi.sample(1000, seed=seed)
     svi_seconds = time.perf_counter() - tic
     hierarchical = bool(module.hyper_values())
-    nuts = run_nuts(problem.module(prior, seed=seed), problem.x, problem.y, num_samples=setup.draws, warmup=setup.warmup,
-                    num_chains=2, seed=seed, full_mass=setup.full_mass and not hierarchical,
+    nuts = run_nuts(problem.module(prior, seed=seed), problem.x, problem.y, num_samples=setup.draws,
+                    warmup=setup.warmup, num_chains=2, seed=seed, full_mass=setup.full_mass and not hierarchical,
                     max_tree_depth=setup.max_tree_depth if hierarchical else 10, progress=False)
     idata = mcmc_inference_data(nuts.draws, diverging=nuts.diverging, step_size=nuts.step_size, dims=site_dims(module),
                                 coords={"in": list(problem.feature_names)})
@@ -167,7 +167,8 @@ def summarise(rows: list[dict], cell: dict) -> dict:
         covered = (get("svi_q05") <= nuts_mean) & (nuts_mean <= get("svi_q95"))
         map_value = get("map")
         inside = (get("nuts_q05") <= map_value) & (map_value <= get("nuts_q95"))
-        out.update({f"{kind}_n": len(part), f"{kind}_max_rhat": get("rhat").max(), f"{kind}_min_ess": get("ess_bulk").min(),
+        out.update({f"{kind}_n": len(part), f"{kind}_max_rhat": get("rhat").max(),
+                    f"{kind}_min_ess": get("ess_bulk").min(),
                     f"{kind}_map_in_nuts90": inside.mean() if not np.isnan(map_value).all() else math.nan,
                     f"{kind}_svi_covers": covered.mean(), f"{kind}_sd_ratio_median": np.median(ratio),
                     f"{kind}_sd_ratio_min": ratio.min(), f"{kind}_sd_ratio_max": ratio.max(),
@@ -211,7 +212,8 @@ def markdown(summaries: list[dict], rows: list[dict], seconds: float, args: argp
     ]
     for kind, title in (("weight", "Weights"), ("hyper", "Hyper-variables (lambda, tau)")):
         lines += [f"### {title}", "",
-                  "| model | prior | entries | NUTS s | div. | max R-hat | min ESS | MAP in | cover | sd ratio | shift |",
+                  "| model | prior | entries | NUTS s | div. | max R-hat | min ESS | MAP in | cover | sd ratio "
+                  "| shift |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in summaries:
             if f"{kind}_n" not in s:
@@ -227,7 +229,8 @@ def markdown(summaries: list[dict], rows: list[dict], seconds: float, args: argp
     if coefficient_rows:
         labels = diabetes_regression().feature_names
         lines += ["## Diabetes coefficients (standardised)", "",
-                  "| prior | feature | MAP | SVI mean [90%] | NUTS mean [90%] | R-hat | ESS |", "|---|---|---|---|---|---|---|"]
+                  "| prior | feature | MAP | SVI mean [90%] | NUTS mean [90%] | R-hat | ESS |",
+                  "|---|---|---|---|---|---|---|"]
         for r in coefficient_rows:
             lines.append(f"| {r['prior']} | {labels[r['index']]} | {_fmt(r['map'], 3)} | "
                          f"{r['svi_mean']:.3f} [{r['svi_q05']:.3f}, {r['svi_q95']:.3f}] | "
