@@ -73,15 +73,9 @@ class MeanFieldGaussian(nn.Module):
         if not (math.isfinite(init_scale) and init_scale > 0):
             raise ConfigError(f"init_scale must be positive, got {init_scale}")
         self._module = (module,)  # a tuple keeps the module's parameters out of ours
-        weights = module.weights()
-        #: site -> {hyper key: hyper site name}, and each hyper site's transform
-        self.hyper_of: dict[str, dict[str, str]] = {}
-        self.transforms: dict[str, Transform] = {}
-        for site in module.sites:
-            hyper_sites = module.prior.hyper_sites(site, weights[site].detach())
-            self.hyper_of[site] = {key: hyper_site_name(site, key) for key in hyper_sites}
-            for key, hyper in hyper_sites.items():
-                self.transforms[hyper_site_name(site, key)] = biject_to(hyper.constraint).with_cache(1)
+        #: each hyper-variable site's transform ``T``
+        self.transforms: dict[str, Transform] = {name: biject_to(support).with_cache(1)
+                                                 for name, support in module.hyper_support.items()}
         self.network_sites = tuple(name for name, _ in module.net.named_parameters())
         self.prior_constant = _prior_constant(module)
         self.loc = nn.ParameterDict()
@@ -148,7 +142,7 @@ class MeanFieldGaussian(nn.Module):
         out = torch.func.functional_call(module.net, params, (x,))
         n = module.n_data
         loss = n * module.likelihood.mean_nll(out, y)
-        for site, hyper_names in self.hyper_of.items():
+        for site, hyper_names in module.hyper_names.items():
             hyper = {key: values[name] for key, name in hyper_names.items()}
             loss = loss + n * module.prior.penalty(site, params[site], hyper, n)
         return loss + self.prior_constant - log_det - entropy

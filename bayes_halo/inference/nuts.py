@@ -44,7 +44,6 @@ from torch.distributions import Independent, Transform, biject_to
 
 from ..errors import ConfigError
 from ..models.bayesian import BayesianModule
-from ..priors import hyper_site_name
 from .map import fit_map
 
 #: NUTS is refused above this many latent dimensions (use SVI)
@@ -102,20 +101,14 @@ class Potential:
 
     def __init__(self, module: BayesianModule, x: Tensor, y: Tensor, noncentred: list[str]) -> None:
         self.module, self.x, self.y, self.noncentred = module, x, y, noncentred
-        weights = module.weights()
-        self.hyper_of: dict[str, dict[str, str]] = {}
-        self.transforms: dict[str, Transform] = {}
-        for site in module.sites:
-            hyper_sites = module.prior.hyper_sites(site, weights[site].detach())
-            self.hyper_of[site] = {key: hyper_site_name(site, key) for key in hyper_sites}
-            self.transforms.update({hyper_site_name(site, key): biject_to(h.constraint)
-                                    for key, h in hyper_sites.items()})
-        self.like = {site: w.detach() for site, w in weights.items()}
+        self.transforms: dict[str, Transform] = {name: biject_to(support)
+                                                 for name, support in module.hyper_support.items()}
+        self.like = {site: w.detach() for site, w in module.weights().items()}
         self.parameters = [name for name, _ in module.net.named_parameters()]
 
     def loc_scale(self, site: str, values: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """``loc(h)`` and ``scale(h)`` of ``w | h`` at ``site``, read off the prior's Pyro fragment."""
-        data = {name: values[name] for name in self.hyper_of[site].values()}
+        data = {name: values[name] for name in self.module.hyper_names[site].values()}
         prior = poutine.condition(self.module.prior.sample, data=data)
         fn = poutine.trace(prior).get_trace(site, self.like[site], self.module.n_data).nodes[site]["fn"]
         while isinstance(fn, Independent):
@@ -144,7 +137,7 @@ class Potential:
         values, log_det = self.constrain(latents)
         out = torch.func.functional_call(module.net, {name: values[name] for name in self.parameters}, (self.x,))
         energy = n * module.likelihood.mean_nll(out, self.y)
-        for site, names in self.hyper_of.items():
+        for site, names in self.module.hyper_names.items():
             hyper = {key: values[name] for key, name in names.items()}
             energy = energy + n * module.prior.penalty(site, values[site], hyper, n)
         return energy - log_det

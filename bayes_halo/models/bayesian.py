@@ -70,17 +70,19 @@ class BayesianModule(nn.Module):
         #: names of the tensors that carry the prior (``named_parameters`` names)
         self.sites: tuple[str, ...] = self.prunable if prior is not None else ()
         self.hyper_raw = nn.ParameterDict()
-        self._support: dict[str, constraints.Constraint] = {}
-        self._hyper_names: dict[str, dict[str, str]] = {}
+        #: site -> {hyper key (e.g. ``"lambda"``): hyper-variable site name}
+        self.hyper_names: dict[str, dict[str, str]] = {}
+        #: hyper-variable site name -> its support (every one is ``constraints.positive``)
+        self.hyper_support: dict[str, constraints.Constraint] = {}
         for site in self.sites:
             weight = selected[site]
-            self._hyper_names[site] = {}
+            self.hyper_names[site] = {}
             for key, hyper in prior.hyper_sites(site, weight.detach()).items():
                 name = hyper_site_name(site, key)
                 if hyper.constraint is not constraints.positive:
                     raise ConfigError(f"hyper-variable {name} is not positive; BayesianModule supports positive ones")
-                self._hyper_names[site][key] = name
-                self._support[name] = hyper.constraint
+                self.hyper_names[site][key] = name
+                self.hyper_support[name] = hyper.constraint
                 self.hyper_raw[_param_key(name)] = nn.Parameter(self._unconstrain(hyper.init))
 
     # ----------------------------------------------------------------- fast path
@@ -93,11 +95,11 @@ class BayesianModule(nn.Module):
 
     def hyper(self, site: str) -> dict[str, Tensor]:
         """Constrained hyper-variables of ``site``, keyed by short name (e.g. ``"lambda"``)."""
-        return {key: self._constrained(name) for key, name in self._hyper_names[site].items()}
+        return {key: self._constrained(name) for key, name in self.hyper_names[site].items()}
 
     def hyper_values(self) -> dict[str, Tensor]:
         """Every constrained hyper-variable, keyed by its Pyro site name."""
-        return {name: self._constrained(name) for name in self._support}
+        return {name: self._constrained(name) for name in self.hyper_support}
 
     def penalty(self) -> Tensor:
         """``R(w, h)``: the prior's per-example penalty summed over all sites (0 without a prior)."""
@@ -144,7 +146,7 @@ class BayesianModule(nn.Module):
     def load_site_values(self, values: Mapping[str, Tensor]) -> None:
         """Set weights and hyper-variables from site values (e.g. a MAP or a posterior mean)."""
         params = dict(self.net.named_parameters())
-        unknown = set(values) - set(params) - set(self._support)
+        unknown = set(values) - set(params) - set(self.hyper_support)
         if unknown:
             raise ConfigError(f"unknown site(s) {sorted(unknown)}")
         for name, value in values.items():
