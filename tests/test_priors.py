@@ -1,5 +1,4 @@
 """Each prior's Pyro density against its closed-form penalty, and HALO's defining properties."""
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch

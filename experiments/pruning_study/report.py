@@ -21,6 +21,7 @@ from typing import Any
 from bayes_halo.atomic import save_figure, write_text
 
 HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
 STRENGTHS = ("xi", "psi", "finetune_lr")
 
 
@@ -117,8 +118,14 @@ def comparison_lines(study: dict[str, Any], cells: dict[tuple[str, str], dict[fl
     return lines
 
 
+def command(config: Path) -> str:
+    """The command that (re)generates a study's results from its config."""
+    shown = config.resolve().relative_to(ROOT) if config.resolve().is_relative_to(ROOT) else config
+    return f"python experiments/pruning_study/run.py {shown} --workers 2"
+
+
 def table_markdown(study: dict[str, Any], rows: list[dict[str, str]],
-                   cells: dict[tuple[str, str], dict[float, Cell | None]]) -> str:
+                   cells: dict[tuple[str, str], dict[float, Cell | None]], config: Path) -> str:
     """table.md: mean ± sd test error per method and keep, the chosen strengths, HALO's margins."""
     keeps = study["keep"]
     head = "| method | " + " | ".join(f"{100 * k:g}% kept" for k in keeps) + " |"
@@ -130,7 +137,9 @@ def table_markdown(study: dict[str, Any], rows: list[dict[str, str]],
              "every method has the same budget of "
              f"{study['epochs']} epochs. Each cell uses the grid point with the best mean VALIDATION accuracy "
              "at that keep fraction (the chosen values are in the second table); keep fractions count every "
-             "Linear/Conv weight, the output layer included, biases excluded.", ""]
+             "Linear/Conv weight, the output layer included, biases excluded.", "",
+             f"Regenerate with `{command(config)}` (from the repository root; it runs only the runs "
+             "missing from results.csv, so delete that file to start over).", ""]
     for method, spec in study["methods"].items():
         errors = dense_error(rows, method)
         if spec.get("prior") == "none" and not spec.get("finetune_epochs") and len(errors) > 1:
@@ -151,45 +160,52 @@ def table_markdown(study: dict[str, Any], rows: list[dict[str, str]],
 
 
 def plot(study: dict[str, Any], rows: list[dict[str, str]], cells: dict[tuple[str, str], dict[float, Cell | None]]):
-    """Test error (%) against keep fraction, log-log, mean ± sd error bars."""
+    """Test error (%) against keep fraction, mean ± sd error bars: all of it (log-log) and a zoom."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    figure, ax = plt.subplots(figsize=(7.5, 5))
-    for (method, criterion), by_keep in cells.items():
-        points = [(100 * k, c.mean, c.sd) for k, c in by_keep.items() if c is not None]
-        if points:
-            x, y, e = zip(*points)
-            ax.errorbar(x, y, yerr=[0 if s != s else s for s in e], marker="o", capsize=3,
-                        linestyle="--" if criterion == "halo-coefficient" else "-",
-                        label=label(method, study["methods"][method], criterion))
-    for method, spec in study["methods"].items():
-        errors = dense_error(rows, method)
-        if spec.get("prior") == "none" and not spec.get("finetune_epochs") and errors:
-            ax.axhline(statistics.fmean(errors), color="grey", linestyle=":", label="unpruned dense network")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks([100 * k for k in study["keep"]])
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
-    ax.set_xlabel("weights kept (% of all Linear/Conv weights, log scale)")
-    ax.set_ylabel("test error (%, log scale)")
-    ax.set_title(f"{study['study']}: one-shot magnitude pruning, {study['epochs']}-epoch budget, "
-                 f"mean ± sd over seeds {', '.join(map(str, study['seeds']))}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    dense = [statistics.fmean(dense_error(rows, m)) for m, spec in study["methods"].items()
+             if spec.get("prior") == "none" and not spec.get("finetune_epochs") and dense_error(rows, m)]
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    for ax in axes:
+        for (method, criterion), by_keep in cells.items():
+            points = [(100 * k, c.mean, 0 if c.sd != c.sd else c.sd) for k, c in by_keep.items() if c is not None]
+            if points:
+                x, y, e = zip(*points)
+                style = "--" if criterion == "halo-coefficient" else "-"
+                ax.errorbar(x, y, yerr=e, marker="o", capsize=3, linestyle=style,
+                            label=label(method, study["methods"][method], criterion))
+        for value in dense[:1]:
+            ax.axhline(value, color="grey", linestyle=":", label="unpruned dense network")
+        ax.set_xscale("log")
+        ax.set_xticks([100 * k for k in study["keep"]])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("weights kept (% of all Linear/Conv weights, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    full, zoom = axes
+    full.set_yscale("log")
+    full.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    full.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "25" else ""))
+    full.set_ylabel("test error (%, log scale)")
+    full.set_title("all methods", fontsize=10)
+    low = min((c.mean for by_keep in cells.values() for c in by_keep.values() if c is not None), default=1.0)
+    zoom.set_ylim(0.9 * low, max(3 * low, 5.0))
+    zoom.set_ylabel("test error (%)")
+    zoom.set_title("zoom on the low-error range", fontsize=10)
+    zoom.legend(fontsize=8, loc="upper right")
+    figure.suptitle(f"{study['study']}: one-shot magnitude pruning without fine-tuning (unless stated), "
+                    f"{study['epochs']}-epoch budget, mean ± sd over seeds {', '.join(map(str, study['seeds']))}",
+                    fontsize=10)
     return figure
 
 
-def write_report(study: dict[str, Any], rows: list[dict[str, str]], out: Path) -> None:
-    """Write table.md and accuracy_vs_keep.png in ``out``."""
+def write_report(study: dict[str, Any], rows: list[dict[str, str]], out: Path, config: Path) -> None:
+    """Write table.md and accuracy_vs_keep.png in ``out`` for the study read from ``config``."""
     cells = build_cells(study, rows)
-    write_text(out / "table.md", table_markdown(study, rows, cells))
+    write_text(out / "table.md", table_markdown(study, rows, cells, config))
     figure = plot(study, rows, cells)
     save_figure(out / "accuracy_vs_keep.png", figure)
     figure.clf()
@@ -198,12 +214,12 @@ def write_report(study: dict[str, Any], rows: list[dict[str, str]], out: Path) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
-    parser.add_argument("--out", type=Path, help="results folder (default: results/<study>/)")
+    parser.add_argument("--out", type=Path, help="results folder (default: experiments/results/<study>/)")
     args = parser.parse_args()
     study = json.loads(args.config.read_text())
-    out = args.out or HERE / "results" / study["study"]
+    out = args.out or HERE.parent / "results" / study["study"]
     with (out / "results.csv").open(newline="") as handle:
-        write_report(study, list(csv.DictReader(handle)), out)
+        write_report(study, list(csv.DictReader(handle)), out, args.config)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,8 @@ import torch
 from bayes_halo.atomic import write_text
 from bayes_halo.data import ArrayData, load_dataset
 from bayes_halo.errors import BayesHaloError
-from bayes_halo.models.bayesian import BayesianModule
-from bayes_halo.pipeline import build_module, evaluate_run, run_fit
-from bayes_halo.priors import Laplace
+from bayes_halo.pipeline import run_fit
 from bayes_halo.training.config import FitConfig
-from bayes_halo.training.trainer import train
 
 import report
 
@@ -49,17 +46,20 @@ FIELDS = ["run_id", "config_sha", "method", "prior", "xi", "psi", "finetune_lr",
 
 @dataclass(frozen=True)
 class Job:
-    """One training run of the study."""
+    """One training run of the study: the FitConfig arguments the study sets (the rest are defaults)."""
 
     run_id: str
     method: str
-    config: FitConfig
+    settings: dict[str, Any]
+
+    @property
+    def config(self) -> FitConfig:
+        return FitConfig(**self.settings, threads=1, download=False)
 
     @property
     def sha(self) -> str:
-        """Digest of every setting, so a changed config never reuses stale rows."""
-        settings = {k: v for k, v in self.config.to_dict().items() if k not in ("threads", "data_dir")}
-        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        """Digest of the study's settings of this run, so an edited config never reuses stale rows."""
+        return hashlib.sha1(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def load_study(path: Path) -> dict[str, Any]:
@@ -77,8 +77,8 @@ def grid_points(spec: dict[str, Any]) -> list[dict[str, float]]:
     return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
 
 
-def method_config(study: dict[str, Any], spec: dict[str, Any], point: dict[str, float], seed: int) -> FitConfig:
-    """The FitConfig of one run, with the budget split: pilot or fine-tuning epochs come out of it."""
+def method_settings(study: dict[str, Any], spec: dict[str, Any], point: dict[str, float], seed: int) -> dict[str, Any]:
+    """FitConfig arguments of one run, with the budget split: pilot or fine-tuning epochs come out of it."""
     fixed = {k: v for k, v in spec.items() if k not in ("grid", "criteria", "label")}
     settings = {**study.get("common", {}), **fixed, **point}
     reserved = settings.get("pilot_epochs", 0) if settings["prior"] == "adaptive-laplace" else 0
@@ -86,8 +86,10 @@ def method_config(study: dict[str, Any], spec: dict[str, Any], point: dict[str, 
     if reserved >= study["epochs"]:
         raise SystemExit(f"run.py: error: pilot/fine-tuning epochs {reserved} leave no training in a "
                          f"{study['epochs']}-epoch budget")
-    return FitConfig(model=study["model"], dataset=study.get("dataset", "mnist"), epochs=study["epochs"] - reserved,
-                     keep=tuple(study["keep"]), seed=seed, threads=1, download=False, **settings)
+    settings = {"model": study["model"], "dataset": study.get("dataset", "mnist"), "epochs": study["epochs"] - reserved,
+                "keep": list(study["keep"]), "seed": seed, **settings}
+    FitConfig(**settings)  # a bad setting stops the study before any run starts
+    return settings
 
 
 def build_jobs(study: dict[str, Any]) -> list[Job]:
@@ -98,7 +100,7 @@ def build_jobs(study: dict[str, Any]) -> list[Job]:
             for point in grid_points(spec):
                 name = " ".join(f"{k}={v:g}" for k, v in point.items())
                 jobs.append(Job(f"{method} {name} seed={seed}".replace("  ", " "), method,
-                                method_config(study, spec, point, seed)))
+                                method_settings(study, spec, point, seed)))
     return jobs
 
 
@@ -112,27 +114,11 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def fit(config: FitConfig, data: ArrayData) -> dict[str, Any]:
-    """``run_fit``'s metrics; for the dense baseline the same steps with a work-around.
-
-    ``evaluate_run`` prunes ``module.weights()``, which is empty without a prior, so a dense
-    network is evaluated through a view of the same net whose (never used) Laplace prior only
-    marks the prunable weights.
-    """
-    if config.prior != "none":
-        return run_fit(config, progress=False, data=data).metrics
-    module = build_module(config, data.input_shape, data.n_classes, data.n_train)
-    result = train(module, data, config, progress=False)
-    view = BayesianModule(module.net, Laplace(1.0), data.n_train, scope=config.prune_scope,
-                          include_bias=config.include_bias, exclude=config.exclude)
-    return {**evaluate_run(view, data, config, train_seconds=result.train_seconds), "history": result.history}
-
-
 def run_job(job: Job) -> list[dict[str, Any]]:
     """Train, prune and evaluate one run; returns its results.csv rows."""
     config = job.config
     start = time.perf_counter()
-    metrics = fit(config, _data(config.dataset, config.val_size, config.seed))
+    metrics = run_fit(config, progress=False, data=_data(config.dataset, config.val_size, config.seed)).metrics
     seconds = time.perf_counter() - start
     budget = config.epochs + config.finetune_epochs + (config.pilot_epochs if config.prior == "adaptive-laplace" else 0)
     common = {"run_id": job.run_id, "config_sha": job.sha, "method": job.method, "prior": config.prior,
@@ -165,9 +151,8 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def run_study(study: dict[str, Any], out: Path, workers: int) -> None:
+def run_study(study: dict[str, Any], jobs: list[Job], out: Path, workers: int) -> None:
     """Run every job not yet in ``out/results.csv``, in ``workers`` processes of one thread each."""
-    jobs = build_jobs(study)
     current = {job.run_id: job.sha for job in jobs}
     rows = [r for r in read_rows(out / "results.csv") if current.get(r["run_id"]) == r["config_sha"]]
     done = {r["run_id"] for r in rows}
@@ -200,15 +185,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="a study config, e.g. configs/lenet300.json")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, one torch thread each (default: 2)")
-    parser.add_argument("--out", type=Path, help="results folder (default: results/<study>/ beside this script)")
+    parser.add_argument("--out", type=Path, help="results folder (default: experiments/results/<study>/)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite table.md and the plot")
     args = parser.parse_args()
-    study = load_study(args.config)
-    out = args.out or HERE / "results" / study["study"]
+    try:
+        study = load_study(args.config)
+        jobs = build_jobs(study)
+    except BayesHaloError as err:
+        raise SystemExit(f"run.py: error: {args.config}: {err}") from None
+    out = args.out or HERE.parent / "results" / study["study"]
     out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        run_study(study, out, args.workers)
-    report.write_report(study, read_rows(out / "results.csv"), out)
+        run_study(study, jobs, out, args.workers)
+    report.write_report(study, read_rows(out / "results.csv"), out, args.config)
     print(f"wrote {out / 'results.csv'}, {out / 'table.md'}, {out / 'accuracy_vs_keep.png'}")
 
 
