@@ -1,0 +1,121 @@
+"""The pruning-study runner and report (experiments/pruning_study) on the 8x8 digits.
+
+The table is checked against an independent pandas summary of results.csv, and the runner's
+resume logic by running it again (nothing reruns) and after editing one grid value (only that
+point's runs rerun).
+"""
+import importlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+STUDY_DIR = Path(__file__).parents[1] / "experiments" / "pruning_study"
+RUN = STUDY_DIR / "run.py"
+
+
+@pytest.fixture(scope="module")
+def report():
+    sys.path.insert(0, str(STUDY_DIR))
+    try:
+        yield importlib.import_module("report")
+    finally:
+        sys.path.remove(str(STUDY_DIR))
+
+
+def tiny_study(lasso_grid):
+    return {
+        "study": "tiny", "model": "lenet300", "dataset": "digits", "epochs": 3, "seeds": [0, 1],
+        "keep": [0.2, 0.05], "focus": "halo", "common": {"val_size": 200},
+        "methods": {
+            "dense": {"prior": "none"},
+            "dense+finetune": {"prior": "none", "finetune_epochs": 1, "grid": {"finetune_lr": [0.05]},
+                               "criteria": ["magnitude+finetune"]},
+            "lasso": {"prior": "laplace", "grid": {"xi": lasso_grid}},
+            "halo": {"prior": "halo", "grid": {"xi": [1e-5], "psi": [1e-4, 1e-3]},
+                     "criteria": ["magnitude", "halo-coefficient"]},
+        },
+    }
+
+
+def run_study(config: Path, out: Path) -> str:
+    done = subprocess.run([sys.executable, str(RUN), str(config), "--workers", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def expected_table(rows: pd.DataFrame) -> dict[tuple[str, str, float], tuple[float, float]]:
+    """(method, criterion, keep) -> (mean, sd) test error (%) of the best mean-validation point."""
+    rows = rows.assign(error=100 * (1 - rows["test_accuracy"]))
+    points = rows.fillna({"xi": -1, "psi": -1, "finetune_lr": -1})
+    stats = points.groupby(["method", "criterion", "keep", "xi", "psi", "finetune_lr"]).agg(
+        val=("val_accuracy", "mean"), mean=("error", "mean"), sd=("error", "std")).reset_index()
+    best = stats.loc[stats.groupby(["method", "criterion", "keep"])["val"].idxmax()]
+    return {(r.method, r.criterion, r.keep): (r.mean, r.sd) for r in best.itertuples()}
+
+
+def table_cells(text: str) -> dict[str, list[tuple[float, float]]]:
+    """Rows of table.md's first table: label -> [(mean, sd) per keep]."""
+    first = text.split("## Chosen strengths")[0]
+    cells = {}
+    for line in first.splitlines():
+        if line.startswith("| ") and "±" in line:
+            label, *values = [part.strip() for part in line.strip("|").split("|")]
+            cells[label] = [tuple(map(float, re.match(r"([\d.]+) ± ([\d.]+)", v).groups())) for v in values]
+    return cells
+
+
+@pytest.mark.slow
+def test_runner_table_and_resume(tmp_path):
+    config, out = tmp_path / "tiny.json", tmp_path / "out"
+    config.write_text(json.dumps(tiny_study([1e-4, 1e-3])))
+    log = run_study(config, out)
+    assert "tiny: 12 runs, 0 already" in log
+
+    rows = pd.read_csv(out / "results.csv")
+    # 2 seeds x (dense 1 + fine-tuned 1 + lasso 2 + HALO 2) runs; rows per run: keeps x criteria
+    per_run = rows.groupby("run_id").size()
+    assert len(per_run) == 12
+    assert per_run[[i for i in per_run.index if i.startswith("halo")]].eq(4).all()
+    assert per_run[[i for i in per_run.index if i.startswith("dense+finetune")]].eq(4).all()  # magnitude and +finetune
+    assert (rows["budget_epochs"] == 3).all()  # the fine-tuned baseline spends the same budget
+    assert (rows.loc[rows["method"] == "dense+finetune", "epochs"] == 2).all()
+
+    expected = expected_table(rows)
+    cells = table_cells((out / "table.md").read_text())
+    labels = {("dense", "magnitude"): "dense", ("dense+finetune", "magnitude+finetune"): "dense+finetune",
+              ("lasso", "magnitude"): "lasso", ("halo", "magnitude"): "halo",
+              ("halo", "halo-coefficient"): "halo, halo-coefficient criterion"}
+    for (method, criterion), label in labels.items():
+        for keep, (mean, sd) in zip([0.2, 0.05], cells[label]):
+            want_mean, want_sd = expected[(method, criterion, keep)]
+            assert mean == pytest.approx(want_mean, abs=0.006), (label, keep)
+            assert sd == pytest.approx(want_sd, abs=0.006), (label, keep)
+    assert (out / "accuracy_vs_keep.png").stat().st_size > 0
+
+    before = (out / "results.csv").read_text()
+    assert "12 runs, 12 already" in run_study(config, out)
+    assert (out / "results.csv").read_text() == before
+
+    config.write_text(json.dumps(tiny_study([1e-4, 3e-3])))  # one lasso point changed
+    assert "12 runs, 10 already in" in run_study(config, out)
+    rows = pd.read_csv(out / "results.csv")
+    assert sorted(rows.loc[rows["method"] == "lasso", "xi"].unique()) == [1e-4, 3e-3]
+
+
+def test_choice_needs_every_seed(report):
+    """A grid point missing a seed never competes, however good its validation accuracy."""
+    def row(xi, seed, val, test):
+        return {"method": "lasso", "criterion": "magnitude", "keep": "0.1", "xi": str(xi), "psi": "",
+                "finetune_lr": "", "seed": str(seed), "val_accuracy": str(val), "test_accuracy": str(test)}
+    rows = [row(1e-4, 0, 0.90, 0.91), row(1e-4, 1, 0.92, 0.89), row(1e-3, 0, 0.99, 0.99)]
+    cell = report.choose(rows, "lasso", "magnitude", 0.1, n_seeds=2)
+    assert cell.point == {"xi": "0.0001"}
+    assert cell.val == pytest.approx(0.91)
+    assert cell.mean == pytest.approx(10.0) and cell.sd == pytest.approx(2 ** 0.5)
+    assert report.choose(rows[2:], "lasso", "magnitude", 0.1, n_seeds=2) is None
