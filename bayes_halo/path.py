@@ -153,6 +153,7 @@ def regularization_path(config: FitConfig, strengths: Sequence[float], walk: str
         rows[best].update(_test(module, data, config, target_keep))
         choice["chosen"] = {k: rows[best][k] for k in ("point", "xi", "psi", "cumulative_epochs", _val(target_keep),
                                                         "test_dense", "test_at_target")}
+        choice["chosen"]["at_edge"] = grid_edge(best, len(strengths))
         if refit:
             rows.append(_refit(point_config(config, strengths[best], walk, ratio), data, refit_epochs,
                                target_keep, progress))
@@ -167,6 +168,14 @@ def choose(rows: Sequence[dict[str, Any]], target_keep: float) -> int:
     points = [r for r in rows if r["point"] != "refit"]
     scores = [r[_val(target_keep)] for r in points]
     return scores.index(max(scores))
+
+
+def grid_edge(index: int, points: int) -> str | None:
+    """``"strongest"`` or ``"weakest"`` when point ``index`` ends a path of several points: the best
+    strength may then lie beyond the grid."""
+    if points < 2:
+        return None
+    return "strongest" if index == points - 1 else "weakest" if index == 0 else None
 
 
 def frontier(rows: Sequence[dict[str, Any]], keeps: Sequence[float]) -> list[dict[str, Any]]:

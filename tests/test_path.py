@@ -8,7 +8,7 @@ import torch
 
 from bayes_halo.cli.path import main
 from bayes_halo.data import load_dataset
-from bayes_halo.path import point_config, regularization_path, strength_grid
+from bayes_halo.path import grid_edge, point_config, regularization_path, strength_grid
 from bayes_halo.pipeline import build_module
 from bayes_halo.pruning import keep_masks, magnitude_scores, pruned_copy
 from bayes_halo.training.config import FitConfig
@@ -77,6 +77,7 @@ def test_target_keep_picks_the_best_validation_point(digits):
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))
     chosen = result.choice["chosen"]
     assert chosen["point"] == best + 1 and chosen["val_keep_0.02"] == max(scores)
+    assert chosen["at_edge"] == {0: "weakest", 1: None, 2: "strongest"}[best]
     assert [r["point"] for r in result.rows if "test_at_target" in r] == [best + 1]  # test only where chosen
     module = build(point_config(base, [1e-4, 1e-3, 1e-2][best], "xi", None), digits)
     module.load_state_dict(result.states[best])
@@ -107,7 +108,15 @@ def test_cli_writes_outputs_with_refit(tmp_path, capsys):
     assert [line.split(",")[4] for line in lines[1:]] == ["3", "5", "3"]  # pilot epoch counted
     choice = json.loads((out / "choice.json").read_text())
     assert choice["target_keep"] == 0.05 and {"chosen", "refit", "frontier"} <= set(choice)
-    assert "chosen for 5% kept" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "chosen for 5% kept" in printed
+    edge = choice["chosen"]["at_edge"]  # two points: whichever is chosen ends the path
+    assert edge in ("weakest", "strongest") and f"note: the chosen point is the {edge} on the path" in printed
+
+
+def test_grid_edge():
+    assert [grid_edge(i, 4) for i in range(4)] == ["weakest", None, None, "strongest"]
+    assert grid_edge(0, 1) is None
 
 
 @pytest.mark.parametrize("extra, message", [

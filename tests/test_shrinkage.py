@@ -18,15 +18,6 @@ from bayes_halo.priors import HALO, Laplace, SharedHALO
 from bayes_halo.pruning import keep_count
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: a second intra-op thread only waits on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- diagnostics on hand-made draws
 def hand_made(num=40, seed=0):
     rng = np.random.default_rng(seed)

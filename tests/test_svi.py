@@ -19,15 +19,6 @@ from bayes_halo.models.likelihoods import Normal as NormalLikelihood
 from bayes_halo.priors import HALO, Horseshoe, Normal, RegularizedHorseshoe, SharedHALO
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: a second intra-op thread only waits on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_module(prior, n_data=60):
     torch.manual_seed(1)
     return BayesianModule(nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)), prior, n_data=n_data)
