@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               + f"; end-of-training test accuracy dense {100 * chosen['test_dense']:.2f}%, "
               f"pruned {100 * chosen['test_at_target']:.2f}%")
         if chosen["at_edge"]:
-            beyond = "--to / a larger last strength" if chosen["at_edge"] == "strongest" else "--from / a smaller first strength"
+            beyond = ("--to / a larger last strength" if chosen["at_edge"] == "strongest"
+                      else "--from / a smaller first strength")
             print(f"note: the chosen point is the {chosen['at_edge']} on the path; the best strength may lie beyond "
                   f"it ({beyond})")
     if "refit" in result.choice:

@@ -76,6 +76,16 @@ def dense_error(rows: list[dict[str, str]], method: str) -> list[float]:
     return list(seen.values())
 
 
+def plain_dense(study: dict[str, Any]) -> list[str]:
+    """Methods that train without a prior and are not fine-tuned: their unpruned net is the reference."""
+    return [m for m, spec in study["methods"].items() if spec.get("prior") == "none" and not spec.get("finetune_epochs")]
+
+
+def results_dir(study: dict[str, Any]) -> Path:
+    """Default results folder of a study: ``experiments/results/<study>/``."""
+    return HERE.parent / "results" / study["study"]
+
+
 def fmt(cell: Cell | None) -> str:
     if cell is None:
         return "—"
@@ -140,9 +150,9 @@ def table_markdown(study: dict[str, Any], rows: list[dict[str, str]],
              "Linear/Conv weight, the output layer included, biases excluded.", "",
              f"Regenerate with `{command(config)}` (from the repository root; it runs only the runs "
              "missing from results.csv, so delete that file to start over).", ""]
-    for method, spec in study["methods"].items():
-        errors = dense_error(rows, method)
-        if spec.get("prior") == "none" and not spec.get("finetune_epochs") and len(errors) > 1:
+    for method in plain_dense(study):
+        errors, spec = dense_error(rows, method), study["methods"][method]
+        if len(errors) > 1:
             lines += [f"Unpruned network ({label(method, spec, 'magnitude')}): test error "
                       f"{statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f} %.", ""]
     lines += [head, rule]
@@ -166,8 +176,7 @@ def plot(study: dict[str, Any], rows: list[dict[str, str]], cells: dict[tuple[st
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    dense = [statistics.fmean(dense_error(rows, m)) for m, spec in study["methods"].items()
-             if spec.get("prior") == "none" and not spec.get("finetune_epochs") and dense_error(rows, m)]
+    dense = [statistics.fmean(errors) for errors in map(lambda m: dense_error(rows, m), plain_dense(study)) if errors]
     figure, axes = plt.subplots(1, 2, figsize=(12, 5.2))
     for ax in axes:
         for (method, criterion), by_keep in cells.items():
@@ -217,7 +226,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results folder (default: experiments/results/<study>/)")
     args = parser.parse_args()
     study = json.loads(args.config.read_text())
-    out = args.out or HERE.parent / "results" / study["study"]
+    out = args.out or results_dir(study)
     with (out / "results.csv").open(newline="") as handle:
         write_report(study, list(csv.DictReader(handle)), out, args.config)
 

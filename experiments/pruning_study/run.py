@@ -37,7 +37,6 @@ from bayes_halo.training.config import FitConfig
 
 import report
 
-HERE = Path(__file__).parent
 FIELDS = ["run_id", "config_sha", "method", "prior", "xi", "psi", "finetune_lr", "seed", "epochs",
           "pilot_epochs", "finetune_epochs", "budget_epochs", "keep", "criterion", "kept_weights",
           "total_weights", "val_accuracy", "test_accuracy", "dense_val_accuracy", "dense_test_accuracy",
@@ -172,9 +171,8 @@ def run_study(study: dict[str, Any], jobs: list[Job], out: Path, workers: int) -
             rows.extend(new)
             write_rows(out / "results.csv", rows)
             elapsed = time.perf_counter() - start
-            accs = " ".join(f"{100 * r['keep']:g}%:{100 * r['val_accuracy']:.2f}" for r in new
-                            if r["criterion"] in ("magnitude", "magnitude+finetune") and
-                            (r["criterion"] == "magnitude+finetune" or not job.config.finetune_epochs))
+            shown = "magnitude+finetune" if new[0]["finetune_epochs"] else "magnitude"
+            accs = " ".join(f"{100 * r['keep']:g}%:{100 * r['val_accuracy']:.2f}" for r in new if r["criterion"] == shown)
             print(f"[{finished}/{len(todo)}] {job.run_id}: val {accs} | {new[0]['run_seconds']:.0f} s | "
                   f"elapsed {elapsed / 60:.1f} min, eta {elapsed / finished * (len(todo) - finished) / 60:.1f} min",
                   flush=True)
@@ -193,7 +191,7 @@ def main() -> None:
         jobs = build_jobs(study)
     except BayesHaloError as err:
         raise SystemExit(f"run.py: error: {args.config}: {err}") from None
-    out = args.out or HERE.parent / "results" / study["study"]
+    out = args.out or report.results_dir(study)
     out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         run_study(study, jobs, out, args.workers)
