@@ -7,7 +7,11 @@ class BayesHaloError(Exception):
 
 
 class ConfigError(BayesHaloError, ValueError):
-    """An argument is out of range or names something unknown."""
+    """An argument is out of range or names something unknown.
+
+    Messages quote the settings they name in backticks (```lr` must be a positive number``); a
+    command line shows each quoted setting as its flag (``--lr must be a positive number``).
+    """
 
 
 class DataUnavailableError(BayesHaloError, FileNotFoundError):

@@ -1,6 +1,7 @@
-"""The whole ``fit`` job as Python functions: train with a prior, prune, evaluate, save, load.
+"""The one run-assembly path: load data, build the network and prior, run or reuse the pilot fit,
+train, prune, evaluate, write.  ``fit``, ``path``, the study runner and the notebooks share it.
 
-``run_fit(FitConfig(...), out_dir)`` is exactly what ``python -m bayes_halo.fit`` runs;
+``run_fit(RunConfig(...), out_dir)`` is exactly what ``python -m bayes_halo.fit`` runs;
 ``load_run(out_dir)`` gives back the trained module, its config and its metrics.
 """
 from __future__ import annotations
@@ -18,125 +19,172 @@ from torch import nn
 
 from . import __version__
 from .atomic import save_figure, save_torch, write_json, write_text
+from .config.sections import RunConfig, TrainConfig
 from .data import ArrayData, load_dataset
 from .diagnostics.posterior_report import posterior_report
 from .errors import CheckpointError, ConfigError
 from .models import build_model, prunable_parameters
 from .models.bayesian import BayesianModule
 from .priors import Prior, prior_class
-from .priors.laplace import AdaptiveLaplace
 from .pruning import apply_masks, remove_masks
 from .pruning.plot import plot_accuracy_vs_keep
 from .pruning.sweep import prune_sweep, pruning_criteria
 from .training.checkpoint import load_checkpoint, save_checkpoint
-from .training.config import FitConfig
 from .training.evaluate import accuracy
 from .training.trainer import train
 
 CONFIG, CHECKPOINT, MODEL, METRICS, SPARSITY, PLOT = (
     "config.json", "checkpoint.pt", "model.pt", "metrics.json", "sparsity.csv", "accuracy_vs_keep.png")
 PILOT = "pilot.pt"
+MODEL_FORMAT = "bayes_halo-model-v1"
 
 
 @dataclass
 class FitResult:
     """A finished run: its settings, the trained module, the metrics, where it was saved."""
 
-    config: FitConfig
+    config: RunConfig
     module: BayesianModule
     metrics: dict[str, Any]
     out_dir: Path | None = None
 
 
-def build_prior(config: FitConfig, pilot: dict[str, torch.Tensor] | None = None) -> Prior | None:
-    """The prior named by ``config`` with its strengths (the adaptive one needs pilot weights)."""
-    cls = prior_class(config.prior)
+@dataclass
+class Pilot:
+    """A dense pilot fit (the adaptive lasso's): its prunable weights and its whole network state."""
+
+    weights: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor]
+
+
+def load_data(config: RunConfig) -> ArrayData:
+    """The run's data set with its seeded validation split (and the configured CPU threads)."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    data = config.data
+    return load_dataset(data.dataset, data.data_dir, val_size=data.val_size, seed=config.seed,
+                        download=data.download, subset=data.subset)
+
+
+def build_prior(config: RunConfig, pilot: Pilot | None = None) -> Prior | None:
+    """The prior the config names, built by its class from the config (and the pilot weights if it needs them)."""
+    cls = prior_class(config.prior.prior)
     if cls is None:
         return None
-    if cls is AdaptiveLaplace:
-        if pilot is None:
-            raise ConfigError("the adaptive Laplace prior needs pilot weights")
-        return AdaptiveLaplace.from_pilot(config.xi, pilot, gamma=config.gamma)
-    if config.prior in ("halo", "shared-halo"):
-        return cls(config.xi, config.psi)
-    return cls(config.xi)
+    return cls.from_config(config.prior, pilot.weights if pilot is not None else None)
 
 
-def build_module(config: FitConfig, input_shape: tuple[int, ...], n_classes: int, n_data: int,
-                 pilot: dict[str, torch.Tensor] | None = None) -> BayesianModule:
+def build_module(config: RunConfig, input_shape: tuple[int, ...], n_classes: int, n_data: int,
+                 pilot: Pilot | None = None) -> BayesianModule:
     """A freshly initialised network (seeded) with the configured prior."""
     torch.manual_seed(config.seed)
-    net = build_model(config.model, tuple(input_shape), n_classes)
-    return BayesianModule(net, build_prior(config, pilot), n_data=n_data, scope=config.prune_scope,
-                          include_bias=config.include_bias, exclude=config.exclude, positivity=config.positivity)
+    net = build_model(config.model.model, tuple(input_shape), n_classes)
+    return BayesianModule(net, build_prior(config, pilot), n_data=n_data, scope=config.prune.prune_scope,
+                          include_bias=config.prior.include_bias, exclude=config.prune.exclude,
+                          positivity=config.train.positivity)
 
 
-def run_fit(config: FitConfig, out_dir: str | Path | None = None, resume: bool = False,
+def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, progress: bool = False) -> Pilot | None:
+    """The dense pilot fit of ``pilot_epochs`` (at least 1) when the prior needs one, cached in ``cache``."""
+    cls = prior_class(config.prior.prior)
+    if cls is None or not cls.needs_pilot:
+        return None
+    if cache is not None and cache.exists():
+        state = load_checkpoint(cache, required=("weights", "state"))
+        return Pilot(state["weights"], state["state"])
+    dense = config.replace(prior="none", epochs=max(1, config.prior.pilot_epochs))
+    module = build_module(dense, data.input_shape, data.n_classes, data.n_train)
+    train_module(dense, module, data, progress=progress, label="pilot")
+    selected = prunable_parameters(module.net, config.prune.prune_scope, config.prior.include_bias,
+                                   config.prune.exclude)
+    pilot = Pilot({k: v.detach().clone() for k, v in selected.items()},
+                  {k: v.detach().clone() for k, v in module.net.state_dict().items()})
+    if cache is not None:
+        save_checkpoint(cache, {"weights": pilot.weights, "state": pilot.state})
+    return pilot
+
+
+def starting_module(config: RunConfig, data: ArrayData, pilot: Pilot | None) -> BayesianModule:
+    """The module a run trains: fresh, or warm-started from the pilot fit's network."""
+    module = build_module(config, data.input_shape, data.n_classes, data.n_train, pilot)
+    if pilot is not None:
+        module.net.load_state_dict(pilot.state)
+    return module
+
+
+def pilot_epochs_used(config: RunConfig) -> int:
+    """Epochs the pilot fit adds to a run's budget (0 when the prior needs none)."""
+    cls = prior_class(config.prior.prior)
+    return max(1, config.prior.pilot_epochs) if cls is not None and cls.needs_pilot else 0
+
+
+def train_module(config: RunConfig, module: BayesianModule, data: ArrayData, checkpoint: Path | None = None,
+                 resume: bool = False, progress: bool = False, label: str = "train"):
+    """Train ``module`` with the run's training section (see :func:`bayes_halo.training.trainer.train`)."""
+    return train(module, data, config.train, seed=config.seed, signature=config.training_signature(),
+                 checkpoint=checkpoint, resume=resume, progress=progress, label=label)
+
+
+def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
             overwrite: bool = False, progress: bool = True, data: ArrayData | None = None) -> FitResult:
     """Train, prune at every keep fraction, evaluate, and (with ``out_dir``) write every output."""
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         _prepare_out_dir(out, config, resume, overwrite)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     if data is None:
-        data = load_dataset(config.dataset, config.data_dir, val_size=config.val_size, seed=config.seed,
-                            download=config.download, subset=config.subset)
-    pilot = _pilot_weights(config, data, out, progress) if config.prior == "adaptive-laplace" else None
-    module = build_module(config, data.input_shape, data.n_classes, data.n_train,
-                          pilot["weights"] if pilot else None)
-    if pilot is not None:
-        module.net.load_state_dict(pilot["state"])  # warm start from the pilot fit
-    result = train(module, data, config, checkpoint=out / CHECKPOINT if out else None,
-                   resume=resume and out is not None and (out / CHECKPOINT).exists(), progress=progress)
+        data = load_data(config)
+    pilot = pilot_fit(config, data, out / PILOT if out else None, progress)
+    module = starting_module(config, data, pilot)
+    result = train_module(config, module, data, checkpoint=out / CHECKPOINT if out else None,
+                          resume=resume and out is not None and (out / CHECKPOINT).exists(), progress=progress)
     metrics = evaluate_run(module, data, config, train_seconds=result.train_seconds, progress=progress)
     metrics["history"] = result.history
-    if config.svi:
-        if module.prior is None:
-            raise ConfigError("--svi needs a prior: the posterior under a flat prior is not proper")
-        metrics["posterior"] = posterior_report(module, data, config, out, progress)
+    if config.posterior.svi:
+        metrics["posterior"] = posterior_report(module, data, config.posterior, config.prune, seed=config.seed,
+                                                batch_size=config.train.batch_size, out=out, progress=progress)
     if out is not None:
-        save_torch(out / MODEL, {"format": "bayes_halo-model-v1", "config": config.to_dict(),
+        save_torch(out / MODEL, {"format": MODEL_FORMAT, "config": config.to_dict(),
                                  "input_shape": list(data.input_shape), "n_classes": data.n_classes,
                                  "n_data": data.n_train, "module": module.state_dict(),
-                                 "pilot": pilot["weights"] if pilot else None})
+                                 "pilot": pilot.weights if pilot else None})
         _write_outputs(out, metrics)
     return FitResult(config, module, metrics, out)
 
 
-def evaluate_run(module: BayesianModule, data: ArrayData, config: FitConfig, train_seconds: float = float("nan"),
+def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, train_seconds: float = float("nan"),
                  progress: bool = False) -> dict[str, Any]:
     """Dense and pruned accuracies (fractions in [0, 1]) in the ``metrics.json`` schema."""
-    net = module.net
+    net, prune = module.net, config.prune
 
     def evaluate(pruned: nn.Module, masks=None) -> dict[str, float]:
         return {"val_accuracy": accuracy(pruned, data.x_val, data.y_val),
                 "test_accuracy": accuracy(pruned, data.x_test, data.y_test)}
 
     criteria = pruning_criteria(module)
-    rows, layers = prune_sweep(net, criteria, config.keep, config.prune_by, evaluate)
-    if config.finetune_epochs > 0:
+    rows, layers = prune_sweep(net, criteria, prune.keep, prune.prune_by, evaluate)
+    if prune.finetune_epochs > 0:
         def finetuned(pruned: nn.Module, masks) -> dict[str, float]:
             return evaluate(finetune(net, masks, data, config, progress))
-        ft_rows, ft_layers = prune_sweep(net, {"magnitude": criteria["magnitude"]}, config.keep,
-                                         config.prune_by, finetuned)
+        ft_rows, ft_layers = prune_sweep(net, {"magnitude": criteria["magnitude"]}, prune.keep, prune.prune_by,
+                                         finetuned)
         rows += [{**r, "criterion": "magnitude+finetune"} for r in ft_rows]
     for row in rows:
-        row.update(scope=config.prune_scope, by=config.prune_by,
-                   finetune_epochs=config.finetune_epochs if row["criterion"].endswith("finetune") else 0)
-    return {"prior": config.prior, "model": config.model, "dataset": config.dataset, "epochs": config.epochs,
-            "seed": config.seed, "xi": config.xi, "psi": config.psi, "train_seconds": train_seconds,
-            "n_train": data.n_train, "data_source": data.source, "version": __version__,
-            "dense": evaluate(net), "pruned": rows, "sparsity": layers}
+        row.update(scope=prune.prune_scope, by=prune.prune_by,
+                   finetune_epochs=prune.finetune_epochs if row["criterion"].endswith("finetune") else 0)
+    return {"prior": config.prior.prior, "model": config.model.model, "dataset": config.data.dataset,
+            "epochs": config.train.epochs, "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,
+            "train_seconds": train_seconds, "n_train": data.n_train, "data_source": data.source,
+            "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
 
 
-def finetune(net: nn.Module, masks, data: ArrayData, config: FitConfig, progress: bool = False) -> nn.Module:
+def finetune(net: nn.Module, masks, data: ArrayData, config: RunConfig, progress: bool = False) -> nn.Module:
     """A copy of ``net`` with ``masks`` fixed, trained ``finetune_epochs`` on the likelihood alone."""
     tuned = copy.deepcopy(net)
     apply_masks(tuned, masks)
-    settings = replace(config, prior="none", xi=None, psi=None, epochs=config.finetune_epochs,
-                       lr=config.finetune_lr, lambda_lr=None)
-    train(BayesianModule(tuned, None, data.n_train), data, settings, progress=progress, label="finetune")
+    settings: TrainConfig = replace(config.train, epochs=config.prune.finetune_epochs, lr=config.prune.finetune_lr,
+                                    lambda_lr=None)
+    train(BayesianModule(tuned, None, data.n_train), data, settings, seed=config.seed, progress=progress,
+          label="finetune")
     remove_masks(tuned)
     return tuned
 
@@ -144,61 +192,35 @@ def finetune(net: nn.Module, masks, data: ArrayData, config: FitConfig, progress
 def load_run(out_dir: str | Path) -> FitResult:
     """Load a finished run: its config, its trained module (from ``model.pt``) and metrics."""
     out = Path(out_dir)
-    state = load_checkpoint_file(out / MODEL)
-    config = FitConfig.from_dict(state["config"])
-    module = build_module(config, tuple(state["input_shape"]), state["n_classes"], state["n_data"],
-                          state.get("pilot"))
+    if not (out / MODEL).is_file():
+        raise CheckpointError(f"no trained model at {out / MODEL}; run python -m bayes_halo.fit --out {out}")
+    state = load_checkpoint(out / MODEL, format=MODEL_FORMAT)
+    config = RunConfig.from_dict(state["config"])
+    pilot = Pilot(state["pilot"], {}) if state.get("pilot") is not None else None
+    module = build_module(config, tuple(state["input_shape"]), state["n_classes"], state["n_data"], pilot)
     try:
         module.load_state_dict(state["module"])
     except RuntimeError as err:
-        raise CheckpointError(f"{out / MODEL} does not fit a {config.model} network: {err}") from None
+        raise CheckpointError(f"{out / MODEL} does not fit a {config.model.model} network: {err}") from None
     metrics = json.loads((out / METRICS).read_text()) if (out / METRICS).exists() else {}
     return FitResult(config, module, metrics, out)
 
 
-def load_checkpoint_file(path: Path) -> dict[str, Any]:
-    """Read ``model.pt`` with the same validation as training checkpoints."""
-    if not path.is_file():
-        raise CheckpointError(f"no trained model at {path}; run python -m bayes_halo.fit --out {path.parent}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path} is corrupt or unreadable ({type(err).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != "bayes_halo-model-v1":
-        raise CheckpointError(f"{path} is not a bayes_halo model file")
-    return state
-
-
-def _pilot_weights(config: FitConfig, data: ArrayData, out: Path | None, progress: bool) -> dict[str, Any]:
-    """Dense (no-prior) pilot fit for the adaptive Laplace prior, cached in ``pilot.pt``."""
-    if out is not None and (out / PILOT).exists():
-        return load_checkpoint(out / PILOT, required=("weights", "state"))
-    pilot_config = replace(config, prior="none", xi=None, psi=None, epochs=max(1, config.pilot_epochs))
-    module = build_module(pilot_config, data.input_shape, data.n_classes, data.n_train)
-    train(module, data, pilot_config, progress=progress, label="pilot")
-    selected = prunable_parameters(module.net, config.prune_scope, config.include_bias, config.exclude)
-    pilot = {"weights": {k: v.detach().clone() for k, v in selected.items()},
-             "state": {k: v.detach().clone() for k, v in module.net.state_dict().items()}}
-    if out is not None:
-        save_checkpoint(out / PILOT, pilot)
-    return pilot
-
-
-def _prepare_out_dir(out: Path, config: FitConfig, resume: bool, overwrite: bool) -> None:
+def _prepare_out_dir(out: Path, config: RunConfig, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber a saved run; on resume, refuse a different configuration."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder; choose another `out`")
     existing = [name for name in (CHECKPOINT, MODEL, METRICS, PILOT) if (out / name).exists()]
     if resume:
         if (out / CONFIG).exists():
-            settings = json.loads((out / CONFIG).read_text())
-            settings.pop("version", None)
-            saved = FitConfig.from_dict(settings)
-            if saved.training_signature() != config.training_signature():
-                changed = sorted(k for k, v in config.training_signature().items()
-                                 if saved.training_signature().get(k) != v)
+            saved = RunConfig.from_dict(json.loads((out / CONFIG).read_text())).training_signature()
+            now = config.training_signature()
+            if saved != now:
+                changed = sorted(k for k in now if saved.get(k) != now[k])
                 raise CheckpointError(f"cannot resume {out}: it was started with different {changed}")
     elif existing and not overwrite:
-        raise ConfigError(f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
-                          "or --overwrite to replace it, or choose another --out")
+        raise ConfigError(f"{out} already holds a run ({', '.join(existing)}); pass `resume` to continue it "
+                          "or `overwrite` to replace it, or choose another `out`")
     elif existing:
         for name in existing:
             (out / name).unlink()

@@ -30,7 +30,7 @@ from bayes_halo.inference.svi import svi_step_function  # noqa: E402
 from bayes_halo.models import build_model  # noqa: E402
 from bayes_halo.models.bayesian import BayesianModule  # noqa: E402
 from bayes_halo.priors import HALO, Laplace  # noqa: E402
-from bayes_halo.training.config import FitConfig  # noqa: E402
+from bayes_halo.config.sections import TrainConfig  # noqa: E402
 from bayes_halo.training.trainer import build_optimizer  # noqa: E402
 
 N = 55_000
@@ -39,7 +39,7 @@ N = 55_000
 def fast_step(prior) -> Callable[[torch.Tensor, torch.Tensor], None]:
     """One SGD step of the fast path (what ``bayes_halo.fit`` runs)."""
     torch.manual_seed(0)
-    config = FitConfig(prior="none")
+    config = TrainConfig()
     module = BayesianModule(build_model("lenet300", (1, 28, 28), 10), prior, N, positivity=config.positivity)
     optimizer = build_optimizer(module, config)
 

@@ -195,7 +195,7 @@ def test_train_val_split_sizes_disjoint_deterministic():
     x_tr, _, x_val, y_val = train_val_split(x, y, 0, seed=1)
     assert len(x_tr) == 100 and x_val.shape == (0, 1, 2, 2) and y_val.shape == (0,)
     for bad in (-1, 100):
-        with pytest.raises(ConfigError, match="val-size"):
+        with pytest.raises(ConfigError, match="val_size"):
             train_val_split(x, y, bad, seed=0)
 
 
@@ -244,7 +244,7 @@ def test_load_dataset_mnist_subset_is_taken_before_the_val_split(mnist):
 def test_load_dataset_errors():
     with pytest.raises(ConfigError, match="mnist, digits"):
         load_dataset("cifar10")
-    with pytest.raises(ConfigError, match="val-size"):
+    with pytest.raises(ConfigError, match="val_size"):
         load_dataset("digits")  # the default val_size=5000 exceeds the 1437 digits training images
     with pytest.raises(ConfigError, match="subset"):
         load_dataset("digits", subset=0, val_size=10)

@@ -36,7 +36,7 @@ def test_smoke_outputs_and_metrics_schema(tmp_path, capsys):
                 "val_accuracy", "test_accuracy"} <= set(row)
         assert 0 <= row["val_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
     config = json.loads((out / "config.json").read_text())
-    assert config["seed"] == 0 and config["prior"] == "halo" and "version" in config
+    assert config["seed"] == 0 and config["prior"]["prior"] == "halo" and "version" in config
     printed = capsys.readouterr().out
     assert "dense network" in printed and "magnitude" in printed
 
@@ -128,10 +128,10 @@ def one_line_error(capsys, status, pattern):
     (["--prior", "bogus"], "invalid choice"),
     (["--xi", "-1"], "--xi must be a positive number"),
     (["--psi", "nan"], "--psi must be a positive number"),
-    (["--keep", "0"], "keep fraction must be in (0, 1]"),
-    (["--keep", "1.5"], "keep fraction must be in (0, 1]"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--val-size", "5000"], "val_size=5000"),
+    (["--keep", "0"], "--keep must be one or more values, each in (0, 1]"),
+    (["--keep", "1.5"], "--keep must be one or more values, each in (0, 1]"),
+    (["--epochs", "0"], "--epochs must be an integer of at least 1"),
+    (["--val-size", "5000"], "--val-size=5000 leaves no digits training data"),
     (["--exclude", "classifier"], "unknown layer"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, pattern):

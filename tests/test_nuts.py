@@ -14,7 +14,7 @@ from bayes_halo.diagnostics.arviz_export import mcmc_inference_data
 from bayes_halo.errors import ConfigError
 from bayes_halo.inference.nuts import (MAX_LATENT_DIMS, Potential, _to_noncentred, hierarchical_sites, latent_dims,
                                       noncentred_model, run_nuts)
-from bayes_halo.inference.regression import diabetes_regression
+from bayes_halo.problems import diabetes_regression
 from bayes_halo.models.bayesian import BayesianModule
 from bayes_halo.priors import HALO, AdaptiveLaplace, Horseshoe, Laplace, Normal, RegularizedHorseshoe, SharedHALO
 

@@ -8,12 +8,11 @@ import torch
 
 from bayes_halo.cli.path import main
 from bayes_halo.data import load_dataset
-from bayes_halo.path import grid_edge, point_config, regularization_path, strength_grid
-from bayes_halo.pipeline import build_module
+from bayes_halo.regpath import grid_edge, point_config, regularization_path, strength_grid
+from bayes_halo.pipeline import build_module, train_module
 from bayes_halo.pruning import keep_masks, magnitude_scores, pruned_copy
-from bayes_halo.training.config import FitConfig
+from bayes_halo.config.sections import RunConfig
 from bayes_halo.training.evaluate import accuracy
-from bayes_halo.training.trainer import train
 
 QUICK = ["--dataset", "digits", "--val-size", "300", "--epochs", "2", "--keep", "0.1", "0.05", "--no-progress"]
 
@@ -23,11 +22,11 @@ def digits():
     return load_dataset("digits", val_size=300, seed=0)
 
 
-def config(prior: str = "halo", **kw) -> FitConfig:
-    return FitConfig(prior=prior, dataset="digits", val_size=300, epochs=2, keep=(0.1, 0.05), **kw)
+def config(prior: str = "halo", **kw) -> RunConfig:
+    return RunConfig.from_flat(prior=prior, dataset="digits", val_size=300, epochs=2, keep=(0.1, 0.05), **kw)
 
 
-def build(settings: FitConfig, data):
+def build(settings: RunConfig, data):
     return build_module(settings, data.input_shape, data.n_classes, data.n_train)
 
 
@@ -42,18 +41,18 @@ def test_warm_start_carries_weights_and_lambdas(digits):
     base = config("halo", psi=1e-3)
     result = regularization_path(base, [1e-4, 1e-3], data=digits)
     first, second = point_config(base, 1e-4, "xi", None), point_config(base, 1e-3, "xi", None)
-    assert (first.xi, second.xi, second.psi) == (1e-4, 1e-3, 1e-3)
+    assert (first.prior.xi, second.prior.xi, second.prior.psi) == (1e-4, 1e-3, 1e-3)
     by_hand = build(first, digits)
-    train(by_hand, digits, first, progress=False)
+    train_module(first, by_hand, digits)
     assert_same_state(by_hand.state_dict(), result.states[0])
     lambdas = [v for k, v in by_hand.state_dict().items() if k.startswith("hyper_raw")]
     assert lambdas and not all(torch.equal(v, torch.ones_like(v)) for v in lambdas)  # lambda moved, is carried
     warm = build(second, digits)
     warm.load_state_dict(by_hand.state_dict())
-    train(warm, digits, second, progress=False)
+    train_module(second, warm, digits)
     assert_same_state(warm.state_dict(), result.states[1])
     cold = build(second, digits)
-    train(cold, digits, second, progress=False)
+    train_module(second, cold, digits)
     assert not torch.equal(cold.state_dict()["net.fc1.weight"], result.states[1]["net.fc1.weight"])
 
 
@@ -91,7 +90,7 @@ def test_target_keep_picks_the_best_validation_point(digits):
 
 def test_ray_walk_and_grid():
     base = config("shared-halo")
-    assert [point_config(base, s, "ray", 3.0).psi for s in (1e-4, 2e-4)] == [pytest.approx(3e-4), pytest.approx(6e-4)]
+    assert [point_config(base, s, "ray", 3.0).prior.psi for s in (1e-4, 2e-4)] == [pytest.approx(3e-4), pytest.approx(6e-4)]
     assert strength_grid(1e-5, 1e-3, 3) == [1e-5, 1e-4, 1e-3]
 
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from bayes_halo.data import load_dataset
-from bayes_halo.diagnostics.posterior_pruning import (CRITERIA, accuracy, best_criteria, compare_criteria,
+from bayes_halo.training.evaluate import accuracy_of_predictions
+from bayes_halo.diagnostics.posterior_pruning import (CRITERIA, best_criteria, compare_criteria,
                                                       criterion_scores)
 from bayes_halo.diagnostics.shrinkage import WeightShrinkage, layer_summary, quantiles, weight_shrinkage
 from bayes_halo.errors import ConfigError
@@ -131,7 +132,7 @@ def test_compare_criteria_rows(fitted):
         assert row["total_weights"] == total and row["kept_weights"] == keep_count(row["keep"], total)
         for key in ("accuracy_map_net", "accuracy_posterior_mean_net", "accuracy_predictive"):
             assert 0 <= row[key] <= 1
-    unpruned = accuracy(result.predictive(x_test, num_samples=10, seed=4), y_test)
+    unpruned = accuracy_of_predictions(result.predictive(x_test, num_samples=10, seed=4), y_test)
     dense = [row for row in rows if row["keep"] == 1.0]
     assert all(row["accuracy_predictive"] == unpruned for row in dense)
     assert unpruned > 0.85  # the fit is a real classifier, so pruning has something to lose

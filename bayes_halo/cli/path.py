@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import DATASETS
-from ..errors import BayesHaloError, ConfigError
-from ..models import available_models
-from ..path import CHOICE, CSV, PATH_PRIORS, PLOT, regularization_path, strength_grid, write_outputs
-from ..training.config import DEFAULT_STRENGTHS, FitConfig
+from ..config.fields import setting
+from ..config.sections import RunConfig
+from ..errors import ConfigError
+from ..regpath import CHOICE, CSV, PLOT, PathConfig, path_priors, regularization_path, write_outputs
+from .options import OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given, run_command, run_config
 
 DESCRIPTION = """\
 Train along a grid of increasing penalty strengths with warm starts (glmnet-style): point k
@@ -52,117 +52,68 @@ exit status: 0 on success, 2 on bad input, missing data or divergence.
 """
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr, exit status 2."""
+#: what a path changes in the run's defaults: a few epochs per point
+PATH_BASE = {"epochs": 5}
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+@dataclass(frozen=True)
+class PathOutput:
+    """Where a path writes (not part of the run's config)."""
+
+    out: str | None = setting(None, "output folder (default: runs/path-<prior>-<model>-<dataset>-seed<seed>)")
+    overwrite: bool = setting(False, "replace a path already in --out")
+    progress: bool = setting(True, "no progress bars", flag="--no-progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``bayes_halo.path``."""
-    parser = _OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION, epilog=EPILOG,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = FitConfig.__dataclass_fields__
-
-    def default(name: str):
-        return d[name].default
-
-    path = parser.add_argument_group("the path")
-    path.add_argument("--prior", choices=PATH_PRIORS, default="halo", help="(default: %(default)s)")
-    path.add_argument("--strengths", type=float, nargs="+", metavar="XI",
-                      help="the xi values, strictly increasing (per example)")
-    path.add_argument("--from", dest="start", type=float, metavar="XI",
-                      help="first xi of a log-spaced grid (default: the prior's default xi / 3)")
-    path.add_argument("--to", dest="stop", type=float, metavar="XI",
-                      help="last xi of a log-spaced grid (default: the prior's default xi x 10)")
-    path.add_argument("--points", type=int, default=6, help="points of the log-spaced grid (default: %(default)s)")
-    path.add_argument("--walk", choices=("xi", "ray"), default="xi",
-                      help="halo, shared-halo: 'xi' moves xi with psi fixed at --psi; 'ray' moves both, "
-                           "psi = --ratio * xi (default: %(default)s)")
-    path.add_argument("--ratio", type=float, help="psi / xi on --walk ray")
-    path.add_argument("--psi", type=float, help="fixed psi on --walk xi (default: the prior's default psi)")
-    path.add_argument("--epochs", type=int, default=5, help="epochs per point (default: %(default)s)")
-    path.add_argument("--gamma", type=float, default=default("gamma"),
-                      help="adaptive-laplace: omega_j = 1/|w_pilot_j|^gamma (default: %(default)s)")
-    path.add_argument("--pilot-epochs", type=int, default=default("pilot_epochs"),
-                      help="adaptive-laplace: epochs of the dense pilot fit before the first point "
-                           "(default: %(default)s)")
-
-    choice = parser.add_argument_group("choice")
-    choice.add_argument("--keep", type=float, nargs="+", default=[0.1, 0.05, 0.02, 0.01], metavar="FRACTION",
-                        help="keep fractions scored at every point (default: 0.1 0.05 0.02 0.01)")
-    choice.add_argument("--target-keep", type=float, metavar="FRACTION",
-                        help="choose the point with the best validation accuracy at this keep fraction")
-    choice.add_argument("--refit", action="store_true",
-                        help="retrain the chosen strengths from scratch for --refit-epochs epochs")
-    choice.add_argument("--refit-epochs", type=int, default=default("epochs"), help="(default: %(default)s)")
-
-    data = parser.add_argument_group("data and network")
-    data.add_argument("--dataset", choices=DATASETS, default=default("dataset"), help="(default: %(default)s)")
-    data.add_argument("--data-dir", default=default("data_dir"), help="(default: %(default)s)")
-    data.add_argument("--no-download", dest="download", action="store_false", help="never try to download")
-    data.add_argument("--val-size", type=int, default=default("val_size"),
-                      help="validation examples carved from the training set (default: %(default)s)")
-    data.add_argument("--subset", type=int, help="use only the first N training examples")
-    data.add_argument("--model", choices=available_models(), default=default("model"), help="(default: %(default)s)")
-
-    training = parser.add_argument_group("training of each point (SGD with momentum)")
-    training.add_argument("--batch-size", type=int, default=default("batch_size"), help="(default: %(default)s)")
-    training.add_argument("--lr", type=float, default=default("lr"), help="(default: %(default)s)")
-    training.add_argument("--lambda-lr", type=float, help="hyper-variables' learning rate (default: --lr)")
-    training.add_argument("--positivity", choices=("abs", "exp"), default=default("positivity"),
-                          help="lambda = |raw| (the paper's) or exp(raw) (default: %(default)s)")
-    training.add_argument("--momentum", type=float, default=default("momentum"), help="(default: %(default)s)")
-    training.add_argument("--lr-milestones", type=float, nargs="+", default=list(default("lr_milestones")),
-                          metavar="FRACTION", help="fractions of each point's epochs (default: 0.5 0.75)")
-    training.add_argument("--lr-gamma", type=float, default=default("lr_gamma"), help="(default: %(default)s)")
-    training.add_argument("--seed", type=int, default=default("seed"),
-                          help="seeds initialisation, batch order and validation split (default: %(default)s)")
-    training.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-
-    output = parser.add_argument_group("output")
-    output.add_argument("--out", help="output folder (default: runs/path-<prior>-<model>-<dataset>-seed<seed>)")
-    output.add_argument("--overwrite", action="store_true", help="replace a path already in --out")
-    output.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    """The command line of ``bayes_halo.path``: the path's settings plus the run's, derived from their declarations."""
+    parser = OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_fields(parser.add_argument_group("the path"), PathConfig, PathConfig())
+    add_run_arguments(parser, RunConfig.from_flat(**PATH_BASE), skip={"xi"},
+                      sections=("prior", "data", "model", "train", "prune"))
+    add_fields(parser.add_argument_group("output"), PathOutput, PathOutput())
+    for action in parser._actions:  # the path's priors are the registered ones with a strength to walk
+        if action.dest == "prior":
+            action.choices = path_priors()
     return parser
-
-
-def strengths_from_args(args: argparse.Namespace) -> list[float]:
-    """``--strengths``, or the log-spaced grid of ``--from/--to/--points`` (defaults per prior)."""
-    if args.strengths is not None:
-        if args.start is not None or args.stop is not None:
-            raise ConfigError("give either --strengths or --from/--to, not both")
-        return args.strengths
-    xi = DEFAULT_STRENGTHS[args.prior]["xi"]
-    return strength_grid(xi / 3 if args.start is None else args.start,
-                         xi * 10 if args.stop is None else args.stop, args.points)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    out = Path(args.out or f"runs/path-{args.prior}-{args.model}-{args.dataset}-seed{args.seed}")
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a one-line argument error
+        return int(stop.code or 0)
+    output = PathOutput(**given(args, PathOutput))
+
+    def body() -> int:
+        path = PathConfig(**given(args, PathConfig))
+        config = run_config(args, RunConfig.from_flat(**PATH_BASE))
+        if path.walk == "ray" and "psi" in given(args, type(config.prior)):
+            raise ConfigError("`walk` ray sets psi = `ratio` * xi; drop `psi`")
+        out = Path(output.out or f"runs/path-{config.prior.prior}-{config.model.model}-{config.data.dataset}-"
+                   f"seed{config.seed}")
+        check_out_dir(out)
         existing = [name for name in (CSV, CHOICE, PLOT) if (out / name).exists()]
-        if existing and not args.overwrite:
-            raise ConfigError(f"{out} already holds a path ({', '.join(existing)}); pass --overwrite or another --out")
-        if args.walk == "ray" and args.psi is not None:
-            raise ConfigError("--walk ray sets psi = --ratio * xi; drop --psi")
-        strengths = strengths_from_args(args)
-        names = set(FitConfig.__dataclass_fields__) & set(vars(args))
-        config = FitConfig(**{name: getattr(args, name) for name in names})
-        result = regularization_path(config, strengths, walk=args.walk, ratio=args.ratio,
-                                     target_keep=args.target_keep, refit=args.refit, refit_epochs=args.refit_epochs,
-                                     log=print, progress=args.progress)
+        if existing and not output.overwrite:
+            raise ConfigError(f"{out} already holds a path ({', '.join(existing)}); pass `overwrite` or another `out`")
+        result = regularization_path(config, path.grid(config.prior.prior), walk=path.walk, ratio=path.ratio,
+                                     target_keep=path.target_keep, refit=path.refit, refit_epochs=path.refit_epochs,
+                                     log=print, progress=output.progress)
         write_outputs(result, out)
-    except BayesHaloError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
+        report(result, path, out)
+        return 0
+
+    return run_command(parser.prog, body, flag_names(parser))
+
+
+def report(result, path: PathConfig, out: Path) -> None:
+    """The chosen point, a note when it ends the grid, the refit, and where the outputs are."""
     chosen = result.choice.get("chosen")
     if chosen:
-        print(f"chosen for {100 * args.target_keep:g}% kept: point {chosen['point']} xi={chosen['xi']:g}"
+        print(f"chosen for {100 * path.target_keep:g}% kept: point {chosen['point']} xi={chosen['xi']:g}"
               + (f" psi={chosen['psi']:g}" if chosen["psi"] is not None else "")
               + f"; end-of-training test accuracy dense {100 * chosen['test_dense']:.2f}%, "
               f"pruned {100 * chosen['test_at_target']:.2f}%")
@@ -176,4 +127,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"refit ({refit['epochs']} epochs from scratch): test accuracy dense {100 * refit['test_dense']:.2f}%, "
               f"pruned {100 * refit['test_at_target']:.2f}%")
     print(f"outputs in {out}/: {CSV} {PLOT} {CHOICE}")
-    return 0

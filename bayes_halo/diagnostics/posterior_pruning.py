@@ -27,6 +27,7 @@ from ..models.bayesian import BayesianModule
 from ..models.likelihoods import Bernoulli, Categorical
 from ..pruning import keep_masks, pruned_copy
 from ..pruning.masks import By
+from ..training.evaluate import accuracy_of_predictions
 from .shrinkage import WeightShrinkage, weight_shrinkage
 
 CRITERIA = ("map-magnitude", "posterior-magnitude", "snr", "inclusion")
@@ -42,12 +43,6 @@ def criterion_scores(shrinkage: Mapping[str, WeightShrinkage]) -> dict[str, dict
         tie_break = torch.atan(d.snr) * (2 / math.pi) / (d.num_draws + 1)
         scores["inclusion"][site] = (1 - d.p_small).double() + tie_break.double()
     return scores
-
-
-def accuracy(probs: Tensor, y: Tensor) -> float:
-    """Fraction of correct predictions from class probabilities ``[n, K]`` or ``P(y = 1)`` ``[n]``."""
-    predicted = probs.argmax(-1) if probs.dim() == 2 else (probs > 0.5).long()
-    return (predicted == y.long()).double().mean().item()
 
 
 @torch.no_grad()
@@ -77,8 +72,8 @@ def compare_criteria(module_map_values: Mapping[str, Tensor], svi_result: SVIRes
                    "total_weights": sum(m.numel() for m in masks.values())}
             for name, net in nets.items():
                 out = pruned_copy(net, masks)(x_test)
-                row[f"accuracy_{name}_net"] = accuracy(mean_prediction(module.likelihood, out), y_test)
-            row["accuracy_predictive"] = accuracy(predictive_probs(module, draws, x_test, masks), y_test)
+                row[f"accuracy_{name}_net"] = accuracy_of_predictions(mean_prediction(module.likelihood, out), y_test)
+            row["accuracy_predictive"] = accuracy_of_predictions(predictive_probs(module, draws, x_test, masks), y_test)
             rows.append(row)
     return rows
 

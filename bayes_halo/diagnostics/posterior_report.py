@@ -17,7 +17,7 @@ from ..data import ArrayData
 from ..inference.svi import fit_svi
 from ..models.bayesian import BayesianModule
 from ..pruning import keep_masks, magnitude_scores
-from ..training.config import FitConfig
+from ..config.sections import PosteriorConfig, PruneConfig
 from .arviz_export import save_inference_data, site_dims, svi_inference_data
 from .plots import plot_accuracy_vs_keep, plot_hyper_histograms, plot_layer_shrinkage, plot_map_vs_posterior
 from .posterior_pruning import best_criteria, compare_criteria
@@ -27,19 +27,24 @@ POSTERIOR = "posterior.nc"
 PLOTS = ("shrinkage_forest.png", "map_vs_posterior.png", "lambda_histograms.png", "posterior_accuracy_vs_keep.png")
 
 
-def posterior_report(module: BayesianModule, data: ArrayData, config: FitConfig, out: Path | None = None,
+def posterior_report(module: BayesianModule, data: ArrayData, config: PosteriorConfig, prune: PruneConfig,
+                     seed: int = 0, batch_size: int = 100, out: Path | None = None,
                      progress: bool = False) -> dict[str, Any]:
-    """SVI from ``module``'s MAP values; returns the ``metrics.json`` section ``"posterior"``."""
+    """SVI from ``module``'s MAP values; returns the ``metrics.json`` section ``"posterior"``.
+
+    Posterior pruning is compared with MAP magnitude at ``prune.keep``; SVI uses mini-batches of
+    ``batch_size`` and ``seed``.
+    """
     map_values = module.site_values()
-    svi = fit_svi(module, data.x_train, data.y_train, epochs=config.svi_epochs, batch_size=config.batch_size,
-                  lr=config.svi_lr, seed=config.seed, progress=progress)
-    rows = compare_criteria(map_values, svi, data.x_test, data.y_test, config.keep,
-                            num_samples=config.svi_samples, by=config.prune_by, seed=config.seed)
-    draws = svi.sample(config.svi_samples, seed=config.seed)
+    svi = fit_svi(module, data.x_train, data.y_train, epochs=config.svi_epochs, batch_size=batch_size,
+                  lr=config.svi_lr, seed=seed, progress=progress)
+    rows = compare_criteria(map_values, svi, data.x_test, data.y_test, prune.keep,
+                            num_samples=config.svi_samples, by=prune.prune_by, seed=seed)
+    draws = svi.sample(config.svi_samples, seed=seed)
     shrinkage = weight_shrinkage(draws, map_values, module.sites, module.prior)
     best = best_criteria(rows)
     if out is not None:
-        _write(out, module, svi, draws, map_values, rows, config)
+        _write(out, module, svi, draws, map_values, rows, config, prune, seed)
     return {"method": "svi (mean-field Gaussian from the MAP)", "epochs": config.svi_epochs, "lr": config.svi_lr,
             "num_samples": config.svi_samples, "neg_elbo_per_epoch": svi.epoch_losses,
             "layers": layer_summary(shrinkage), "pruning": rows, "best": [{**b, "best": list(b["best"])} for b in best]}
@@ -56,20 +61,22 @@ def format_posterior(section: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write(out: Path, module: BayesianModule, svi, draws, map_values, rows, config: FitConfig) -> None:
+def _write(out: Path, module: BayesianModule, svi, draws, map_values, rows, config: PosteriorConfig,
+           prune: PruneConfig, seed: int) -> None:
     """posterior.nc and the four diagnostic plots, each written atomically."""
     idata = svi_inference_data(draws, svi.losses, dims=site_dims(module), keep_draws=config.keep_draws)
     save_inference_data(idata, out / POSTERIOR)
     weights = {site: draws[site] for site in module.sites}
     map_weights = {site: map_values[site] for site in module.sites}
     save_figure(out / PLOTS[0], plot_layer_shrinkage({"SVI": weights}, map_weights))
-    smallest = min(config.keep)
-    mask = keep_masks(magnitude_scores(map_weights), smallest, by=config.prune_by)
+    smallest = min(prune.keep)
+    mask = keep_masks(magnitude_scores(map_weights), smallest, by=prune.prune_by)
     save_figure(out / PLOTS[1], plot_map_vs_posterior(map_weights, svi.mean(), mask))
-    hyper = {name: value for name, value in svi.mean().items() if name.endswith("_lambda")}
+    key, mean = module.prior.coefficient_of, svi.mean()
+    hyper = {module.hyper_names[site][key]: mean[module.hyper_names[site][key]] for site in module.sites} if key else {}
     if hyper:
         save_figure(out / PLOTS[2], plot_hyper_histograms(hyper, xlabel="posterior mean of lambda"))
     test_rows = [{"keep": r["keep"], "criterion": r["criterion"], "test_accuracy": r["accuracy_predictive"]}
                  for r in rows]
     save_figure(out / PLOTS[3], plot_accuracy_vs_keep(test_rows, title="Posterior predictive after pruning"))
-    torch.manual_seed(config.seed)  # leave the global generator as the rest of the run expects
+    torch.manual_seed(seed)  # leave the global generator as the rest of the run expects

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..priors import HALO, Prior, SharedHALO, hyper_site_name
+from ..priors import Prior, hyper_site_name
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def weight_shrinkage(draws: Mapping[str, Tensor], map_values: Mapping[str, Tenso
                      level: float = 0.9) -> dict[str, WeightShrinkage]:
     """Diagnostics of each weight tensor in ``sites`` from ``draws[site]`` of shape ``(S, *shape)``.
 
-    ``map_values`` holds the MAP value of each site.  With a HALO/SharedHALO ``prior`` the draws of
-    ``"<site>_lambda"`` give the coefficient summary.  ``eps`` is relative to the layer's MAP RMS
+    ``map_values`` holds the MAP value of each site.  With a ``prior`` that has a learned coefficient (HALO: ``xi / lambda^2``) the
+    draws of its hyper-variable give the coefficient summary.  ``eps`` is relative to the layer's MAP RMS
     unless ``relative=False``.
     """
     if not (eps > 0 and 0 < level < 1):
@@ -94,8 +94,8 @@ def weight_shrinkage(draws: Mapping[str, Tensor], map_values: Mapping[str, Tenso
         threshold = eps * w_map.pow(2).mean().sqrt().item() if relative else eps
         mean, sd = w.mean(0), w.std(0)
         coefficient = None
-        if isinstance(prior, (HALO, SharedHALO)):
-            coef = prior.coefficient(draws[hyper_site_name(site, "lambda")])
+        if prior is not None and prior.coefficient_of is not None:
+            coef = prior.coefficient(draws[hyper_site_name(site, prior.coefficient_of)])
             median, lower, upper = quantiles(coef, [0.5, (1 - level) / 2, (1 + level) / 2])
             coefficient = Coefficient(coef.mean(0), median, lower, upper, level)
         snr = torch.where(sd > 0, mean.abs() / sd, torch.where(mean != 0, math.inf, 0.0))

@@ -35,6 +35,7 @@ from torch.distributions import Transform, biject_to, constraints
 
 from ..errors import ConfigError
 from ..models.bayesian import BayesianModule
+from ..models.selection import parameter_dict_key
 from ..priors import hyper_site_name
 
 _HALF_LOG_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
@@ -46,11 +47,6 @@ class Marginal(NamedTuple):
     loc: Tensor
     scale: Tensor
     transform: Transform
-
-
-def _key(name: str) -> str:
-    """``nn.ParameterDict`` keys may not contain dots."""
-    return name.replace(".", "/")
 
 
 def _entropy(scale: Tensor) -> Tensor:
@@ -82,8 +78,8 @@ class MeanFieldGaussian(nn.Module):
         self.rho = nn.ParameterDict()
         for name, value in module.site_values().items():
             unconstrained = self.transform(name).inv(value)
-            self.loc[_key(name)] = nn.Parameter(unconstrained)
-            self.rho[_key(name)] = nn.Parameter(_inverse_softplus(torch.full_like(unconstrained, init_scale)))
+            self.loc[parameter_dict_key(name)] = nn.Parameter(unconstrained)
+            self.rho[parameter_dict_key(name)] = nn.Parameter(_inverse_softplus(torch.full_like(unconstrained, init_scale)))
 
     @property
     def module(self) -> BayesianModule:
@@ -99,11 +95,11 @@ class MeanFieldGaussian(nn.Module):
         return self.transforms.get(name, biject_to(constraints.real))
 
     def scale(self, name: str) -> Tensor:
-        return F.softplus(self.rho[_key(name)])
+        return F.softplus(self.rho[parameter_dict_key(name)])
 
     def marginals(self) -> dict[str, Marginal]:
         """``(loc, scale, T)`` of every site (unconstrained space; detached)."""
-        return {name: Marginal(self.loc[_key(name)].detach(), self.scale(name).detach(), self.transform(name))
+        return {name: Marginal(self.loc[parameter_dict_key(name)].detach(), self.scale(name).detach(), self.transform(name))
                 for name in self.site_names}
 
     @torch.no_grad()
@@ -112,8 +108,8 @@ class MeanFieldGaussian(nn.Module):
         if set(marginals) != set(self.site_names):
             raise ConfigError(f"marginals name sites {sorted(marginals)}, the family has {sorted(self.site_names)}")
         for name, (loc, scale, _) in marginals.items():
-            self.loc[_key(name)].copy_(loc)
-            self.rho[_key(name)].copy_(_inverse_softplus(scale))
+            self.loc[parameter_dict_key(name)].copy_(loc)
+            self.rho[parameter_dict_key(name)].copy_(_inverse_softplus(scale))
 
     def rsample(self, noise: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """One reparameterised draw ``u = m + s * eps``: its constrained values, ``log|dT/du|``
@@ -124,7 +120,7 @@ class MeanFieldGaussian(nn.Module):
         values: dict[str, Tensor] = {}
         log_det = entropy = 0.0
         for name in self.site_names:
-            loc, scale = self.loc[_key(name)], self.scale(name)
+            loc, scale = self.loc[parameter_dict_key(name)], self.scale(name)
             u = loc + scale * (torch.randn_like(loc) if noise is None else noise[name])
             entropy = entropy + _entropy(scale)
             if name in self.transforms:

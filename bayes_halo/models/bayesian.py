@@ -32,7 +32,7 @@ from torch.distributions import biject_to, constraints
 from ..errors import ConfigError
 from ..priors import Prior, hyper_site_name
 from .likelihoods import Categorical, Likelihood
-from .selection import Scope, prunable_parameters
+from .selection import Scope, parameter_dict_key, prunable_parameters, tensor_at
 
 Positivity = Literal["exp", "abs"]
 
@@ -83,7 +83,7 @@ class BayesianModule(nn.Module):
                     raise ConfigError(f"hyper-variable {name} is not positive; BayesianModule supports positive ones")
                 self.hyper_names[site][key] = name
                 self.hyper_support[name] = hyper.constraint
-                self.hyper_raw[_param_key(name)] = nn.Parameter(self._unconstrain(hyper.init))
+                self.hyper_raw[parameter_dict_key(name)] = nn.Parameter(self._unconstrain(hyper.init))
 
     # ----------------------------------------------------------------- fast path
     def forward(self, x: Tensor) -> Tensor:
@@ -91,7 +91,7 @@ class BayesianModule(nn.Module):
 
     def weights(self) -> dict[str, Tensor]:
         """The selected (prunable) tensors, keyed by name; with a prior, the tensors that carry it."""
-        return {name: _tensor_at(self.net, name) for name in self.prunable}
+        return {name: tensor_at(self.net, name) for name in self.prunable}
 
     def hyper(self, site: str) -> dict[str, Tensor]:
         """Constrained hyper-variables of ``site``, keyed by short name (e.g. ``"lambda"``)."""
@@ -153,24 +153,13 @@ class BayesianModule(nn.Module):
             if name in params:
                 params[name].copy_(value)
             else:
-                self.hyper_raw[_param_key(name)].copy_(self._unconstrain(value))
+                self.hyper_raw[parameter_dict_key(name)].copy_(self._unconstrain(value))
 
     # ----------------------------------------------------------------- helpers
     def _constrained(self, name: str) -> Tensor:
-        raw = self.hyper_raw[_param_key(name)]
+        raw = self.hyper_raw[parameter_dict_key(name)]
         return raw.abs() if self.positivity == "abs" else biject_to(constraints.positive)(raw)
 
     def _unconstrain(self, value: Tensor) -> Tensor:
         value = value.detach()
         return value.clone() if self.positivity == "abs" else biject_to(constraints.positive).inv(value)
-
-
-def _param_key(site_name: str) -> str:
-    """``nn.ParameterDict`` keys may not contain dots: ``"fc1.weight_lambda" -> "fc1/weight_lambda"``."""
-    return site_name.replace(".", "/")
-
-
-def _tensor_at(net: nn.Module, name: str) -> Tensor:
-    """``net``'s tensor called ``name`` (e.g. ``"fc1.weight"``), also while a pruning mask is attached."""
-    owner, _, attr = name.rpartition(".")
-    return getattr(net.get_submodule(owner), attr)

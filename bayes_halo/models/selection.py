@@ -47,3 +47,33 @@ def prunable_parameters(module: nn.Module, scope: Scope = "all", include_bias: b
         raise ConfigError(f"the network has no {'convolution' if scope == 'conv' else 'Linear/Conv'} "
                           "layers left to put a prior on")
     return selected
+
+
+def owner_of(module: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The submodule holding parameter ``name`` (e.g. ``"fc1.weight"``) and its attribute name.
+
+    Works whether or not the parameter is currently pruned (held as ``<attr>_orig``).
+    """
+    owner_name, _, attr = name.rpartition(".")
+    try:
+        owner = module.get_submodule(owner_name)
+    except AttributeError as err:
+        raise ConfigError(f"the network has no parameter {name!r}") from err
+    own = dict(owner.named_parameters(recurse=False))
+    if attr not in own and f"{attr}_orig" not in own:
+        raise ConfigError(f"the network has no parameter {name!r}")
+    return owner, attr
+
+
+def tensor_at(module: nn.Module, name: str):
+    """``module``'s tensor called ``name`` (e.g. ``"fc1.weight"``), also while a pruning mask is attached.
+
+    No validation (it runs every training step); :func:`owner_of` checks that the name exists.
+    """
+    owner, _, attr = name.rpartition(".")
+    return getattr(module.get_submodule(owner), attr)
+
+
+def parameter_dict_key(name: str) -> str:
+    """``nn.ParameterDict`` keys may not contain dots: ``"fc1.weight_lambda" -> "fc1/weight_lambda"``."""
+    return name.replace(".", "/")

@@ -1,35 +1,20 @@
 """Sparsity priors as Pyro model fragments with matching closed-form penalties.
 
-See :mod:`bayes_halo.priors.base` for the interface and the per-example scaling convention.
+See :mod:`bayes_halo.priors.base` for the interface and the per-example scaling convention, and
+:mod:`bayes_halo.priors.registry` for registering a prior of your own.
 """
 from __future__ import annotations
 
-from ..errors import ConfigError
 from .base import HyperSite, Prior, hyper_site_name
 from .halo import HALO, SharedHALO
 from .horseshoe import Horseshoe, RegularizedHorseshoe
 from .laplace import AdaptiveLaplace, Laplace
 from .normal import Normal
+from .registry import PRIORS, prior_class, register_prior, trainable_priors
 
-#: every prior by its command-line name; "none" means no prior (maximum likelihood)
-PRIORS: dict[str, type[Prior] | None] = {
-    "none": None,
-    "ridge": Normal,
-    "laplace": Laplace,
-    "adaptive-laplace": AdaptiveLaplace,
-    "halo": HALO,
-    "shared-halo": SharedHALO,
-    "horseshoe": Horseshoe,
-    "regularized-horseshoe": RegularizedHorseshoe,
-}
+for _cls in (Normal, Laplace, AdaptiveLaplace, HALO, SharedHALO, Horseshoe, RegularizedHorseshoe):
+    register_prior(_cls)
 
-
-def prior_class(name: str) -> type[Prior] | None:
-    """The prior class registered as ``name`` (``None`` for ``"none"``)."""
-    if name not in PRIORS:
-        raise ConfigError(f"unknown prior {name!r}; choose one of {', '.join(PRIORS)}")
-    return PRIORS[name]
-
-
-__all__ = ["PRIORS", "prior_class", "Prior", "HyperSite", "hyper_site_name", "Normal", "Laplace",
-           "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe", "RegularizedHorseshoe"]
+__all__ = ["PRIORS", "prior_class", "register_prior", "trainable_priors", "Prior", "HyperSite",
+           "hyper_site_name", "Normal", "Laplace", "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe",
+           "RegularizedHorseshoe"]

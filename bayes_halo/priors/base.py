@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import math
 
@@ -26,6 +26,9 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config.sections import PriorConfig
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,33 @@ class Prior(ABC):
     Subclasses implement three things that must describe the same density:
     ``hyper_sites`` (which hyper-variables exist, where they start, their support),
     ``penalty`` (plain torch, per example) and ``sample`` (a Pyro model fragment).
+    A class describes itself to the run assembly and the command lines through its class
+    attributes (registered with :func:`bayes_halo.priors.register_prior`).
     """
 
     #: registry name, as used on the command line
     name: ClassVar[str]
     #: True when the joint MAP of (w, h) is degenerate (e.g. horseshoe at w = 0): SVI/NUTS only
     map_is_degenerate: ClassVar[bool] = False
+    #: the per-example strengths the constructor takes, as named in the run config (``"xi"``, ``"psi"``)
+    strengths: ClassVar[tuple[str, ...]] = ()
+    #: their defaults for the default schedule (``bayes_halo.config`` documents how they were chosen)
+    default_strengths: ClassVar[dict[str, float]] = {}
+    #: True when the prior is built from the weights of a dense pilot fit (the adaptive lasso)
+    needs_pilot: ClassVar[bool] = False
+    #: hyper-variable carrying a learned lasso coefficient ``c = coefficient(h)``, or None
+    coefficient_of: ClassVar[str | None] = None
+    #: pruning-criterion name of that coefficient when it is per weight (keep the smallest ``c``), or None
+    coefficient_criterion: ClassVar[str | None] = None
+
+    @classmethod
+    def from_config(cls, config: "PriorConfig", pilot: Mapping[str, Tensor] | None = None) -> "Prior":
+        """The prior a run config describes: ``cls(**strengths)`` (pilot-based priors override this)."""
+        return cls(**{name: getattr(config, name) for name in cls.strengths})
+
+    def coefficient(self, value: Tensor) -> Tensor:
+        """The learned lasso coefficient from hyper-variable ``coefficient_of`` (priors that have one)."""
+        raise NotImplementedError(f"prior {self.name!r} has no learned coefficient")
 
     def hyper_sites(self, site: str, weight: Tensor) -> dict[str, HyperSite]:
         """Hyper-variables of ``site``, keyed by short name (e.g. ``"lambda"``)."""

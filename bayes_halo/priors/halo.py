@@ -58,6 +58,11 @@ class HALO(Prior):
     """
 
     name = "halo"
+    strengths = ("xi", "psi")
+    #: chosen on validation for the default schedule (``experiments/tune_defaults``, 3 seeds)
+    default_strengths = {"xi": 5e-5, "psi": 1e-4}
+    coefficient_of = "lambda"
+    coefficient_criterion = "halo-coefficient"
 
     def __init__(self, xi: float, psi: float, concentration: float = 3.0, init_scale: float = 1.0) -> None:
         self.xi = check_strength("xi", xi)
@@ -101,6 +106,10 @@ class SharedHALO(Prior):
     """
 
     name = "shared-halo"
+    strengths = ("xi", "psi")
+    #: the seed-0 scout of ``experiments/pruning_study`` (its choice at 2 % kept)
+    default_strengths = {"xi": 3e-3, "psi": 1e-3}
+    coefficient_of = "lambda"
 
     def __init__(self, xi: float, psi: float, init_scale: float = 1.0) -> None:
         self.xi = check_strength("xi", xi)

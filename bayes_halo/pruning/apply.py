@@ -14,22 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils import prune
 
 from ..errors import ConfigError
-
-
-def owner_of(module: nn.Module, name: str) -> tuple[nn.Module, str]:
-    """The submodule holding parameter ``name`` (e.g. ``"fc1.weight"``) and its attribute name.
-
-    Works whether or not the parameter is currently pruned (held as ``<attr>_orig``).
-    """
-    owner_name, _, attr = name.rpartition(".")
-    try:
-        owner = module.get_submodule(owner_name)
-    except AttributeError as err:
-        raise ConfigError(f"the network has no parameter {name!r}") from err
-    own = dict(owner.named_parameters(recurse=False))
-    if attr not in own and f"{attr}_orig" not in own:
-        raise ConfigError(f"the network has no parameter {name!r}")
-    return owner, attr
+from ..models.selection import owner_of
 
 
 def apply_masks(module: nn.Module, masks: Mapping[str, Tensor]) -> None:

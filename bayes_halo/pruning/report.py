@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from .apply import owner_of
+from ..models.selection import owner_of
 
 
 def sparsity_table(masks: Mapping[str, Tensor]) -> list[dict]:

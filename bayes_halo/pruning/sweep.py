@@ -7,7 +7,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..models.bayesian import BayesianModule
-from ..priors import HALO
 from .apply import pruned_copy
 from .masks import keep_masks, magnitude_scores
 from .report import sparsity_table
@@ -18,15 +17,16 @@ Evaluate = Callable[[nn.Module, Mapping[str, Tensor]], dict[str, float]]
 def pruning_criteria(module: BayesianModule) -> dict[str, dict[str, Tensor]]:
     """Per-weight scores (larger = keep) for every criterion that applies to ``module``.
 
-    ``"magnitude"``: ``|w_j|`` (the paper's criterion).  ``"halo-coefficient"`` (per-weight
-    HALO only): ``-xi / lambda_j^2``, i.e. keep the weights whose learned lasso coefficient is
-    smallest.
+    ``"magnitude"``: ``|w_j|`` (the paper's criterion).  A prior with a per-weight learned
+    coefficient ``c_j`` adds its ``coefficient_criterion`` (HALO: ``"halo-coefficient"``,
+    ``c_j = xi / lambda_j^2``) with score ``-c_j``: keep the weights whose coefficient is smallest.
     """
     weights = {site: w.detach() for site, w in module.weights().items()}
     criteria = {"magnitude": magnitude_scores(weights)}
-    if isinstance(module.prior, HALO):
-        criteria["halo-coefficient"] = {site: -module.prior.coefficient(module.hyper(site)["lambda"].detach())
-                                        for site in weights}
+    prior = module.prior
+    if prior is not None and prior.coefficient_criterion is not None:
+        criteria[prior.coefficient_criterion] = {
+            site: -prior.coefficient(module.hyper(site)[prior.coefficient_of].detach()) for site in weights}
     return criteria
 
 

@@ -1,4 +1,4 @@
-"""Accuracy of a classifier on in-memory tensors."""
+"""Accuracy: of a network on in-memory tensors, and of predicted probabilities."""
 from __future__ import annotations
 
 import torch
@@ -16,3 +16,9 @@ def accuracy(net: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000) -> fl
                   for i in range(0, len(y), batch_size))
     net.train(was_training)
     return correct / len(y)
+
+
+def accuracy_of_predictions(probs: Tensor, y: Tensor) -> float:
+    """Fraction of correct predictions from class probabilities ``[n, K]`` or ``P(y = 1)`` ``[n]``."""
+    predicted = probs.argmax(-1) if probs.dim() == 2 else (probs > 0.5).long()
+    return (predicted == y.long()).double().mean().item()

@@ -20,7 +20,7 @@ from ..data import ArrayData, iterate_minibatches
 from ..errors import CheckpointError, DivergenceError
 from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import FitConfig
+from ..config.sections import TrainConfig
 
 
 @dataclass
@@ -36,7 +36,7 @@ class TrainResult:
         return float(sum(h["seconds"] for h in self.history))
 
 
-def build_optimizer(module: BayesianModule, config: FitConfig) -> torch.optim.SGD:
+def build_optimizer(module: BayesianModule, config: TrainConfig) -> torch.optim.SGD:
     """SGD with momentum; the hyper-variables in their own group with their own learning rate."""
     groups: list[dict[str, Any]] = [{"params": list(module.network_parameters()), "lr": config.lr,
                                      "weight_decay": config.weight_decay}]
@@ -46,7 +46,7 @@ def build_optimizer(module: BayesianModule, config: FitConfig) -> torch.optim.SG
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
 
 
-def build_schedule(optimizer: torch.optim.Optimizer, config: FitConfig) -> torch.optim.lr_scheduler.MultiStepLR:
+def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.MultiStepLR:
     """Multiply every group's learning rate by ``lr_gamma`` at each milestone epoch."""
     milestones = sorted({max(1, round(m * config.epochs)) for m in config.lr_milestones})
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.lr_gamma)
@@ -59,21 +59,25 @@ def near_zero_fraction(module: BayesianModule, threshold: float) -> float:
     return small / sum(w.numel() for w in weights)
 
 
-def train(module: BayesianModule, data: ArrayData, config: FitConfig, checkpoint: str | Path | None = None,
+def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: int = 0,
+          signature: dict[str, Any] | None = None, checkpoint: str | Path | None = None,
           resume: bool = False, progress: bool = True, label: str = "train") -> TrainResult:
     """Train ``module`` on ``data.x_train`` for ``config.epochs`` epochs (see module docstring).
+
+    ``seed`` seeds the batch order; ``signature`` (the run's settings that a resumed run must
+    share) is stored in every checkpoint and checked on resume.
 
     Raises DivergenceError, naming the epoch, as soon as the loss or a parameter is not finite;
     the last checkpoint on disk then still holds the last finite epoch.
     """
     optimizer = build_optimizer(module, config)
     schedule = build_schedule(optimizer, config)
-    batches = torch.Generator().manual_seed(config.seed + 1)
+    batches = torch.Generator().manual_seed(seed + 1)
     history: list[dict[str, float]] = []
     if resume:
         if checkpoint is None:
             raise CheckpointError("resume needs a checkpoint path")
-        history = _restore(checkpoint, module, optimizer, schedule, batches, config)
+        history = _restore(checkpoint, module, optimizer, schedule, batches, signature or {})
     steps_per_epoch = -(-len(data.y_train) // config.batch_size)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
                disable=not progress, desc=label, unit="step", dynamic_ncols=True, mininterval=0.5)
@@ -87,13 +91,13 @@ def train(module: BayesianModule, data: ArrayData, config: FitConfig, checkpoint
                 save_checkpoint(checkpoint, {
                     "module": module.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "batches": batches.get_state(),
-                    "history": history, "signature": config.training_signature()})
+                    "history": history, "signature": signature or {}})
     finally:
         bar.close()
     return TrainResult(module, history)
 
 
-def _epoch(module: BayesianModule, data: ArrayData, config: FitConfig, optimizer: torch.optim.Optimizer,
+def _epoch(module: BayesianModule, data: ArrayData, config: TrainConfig, optimizer: torch.optim.Optimizer,
            batches: torch.Generator, epoch: int, bar: tqdm) -> dict[str, float]:
     """One pass over the training set; returns the epoch's record."""
     start = time.perf_counter()
@@ -105,7 +109,7 @@ def _epoch(module: BayesianModule, data: ArrayData, config: FitConfig, optimizer
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"training diverged in epoch {epoch + 1}: the loss became {loss.item()}; "
-                "lower --lr (or --xi/--psi) and start again; no checkpoint of this epoch was written")
+                "lower `lr` (or `xi`/`psi`) and start again; no checkpoint of this epoch was written")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -115,7 +119,7 @@ def _epoch(module: BayesianModule, data: ArrayData, config: FitConfig, optimizer
         bar.update()
     if not all(torch.isfinite(p).all() for p in module.parameters()):
         raise DivergenceError(f"training diverged in epoch {epoch + 1}: a parameter is not finite; "
-                              "lower --lr (or --xi/--psi); no checkpoint of this epoch was written")
+                              "lower `lr` (or `xi`/`psi`); no checkpoint of this epoch was written")
     return {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen,
             "near_zero": near_zero_fraction(module, config.near_zero),
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
@@ -123,12 +127,12 @@ def _epoch(module: BayesianModule, data: ArrayData, config: FitConfig, optimizer
 
 def _restore(path: str | Path, module: BayesianModule, optimizer: torch.optim.Optimizer,
              schedule: torch.optim.lr_scheduler.LRScheduler, batches: torch.Generator,
-             config: FitConfig) -> list[dict[str, float]]:
+             signature: dict[str, Any]) -> list[dict[str, float]]:
     """Load a checkpoint into the training state; returns the history so far."""
     state = load_checkpoint(path, required=("module", "optimizer", "schedule", "batches", "history", "signature"))
-    if state["signature"] != config.training_signature():
-        changed = sorted(k for k in config.training_signature()
-                         if state["signature"].get(k) != config.training_signature()[k])
+    if state["signature"] != signature:
+        changed = sorted(k for k in set(signature) | set(state["signature"])
+                         if state["signature"].get(k) != signature.get(k))
         raise CheckpointError(f"cannot resume: the checkpoint {path} was trained with different {changed}")
     try:
         module.load_state_dict(state["module"])

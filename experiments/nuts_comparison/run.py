@@ -39,7 +39,7 @@ from bayes_halo.diagnostics.arviz_export import mcmc_inference_data, site_dims
 from bayes_halo.diagnostics.plots import METHOD_COLOURS, plot_coefficient_forest, plot_mcmc
 from bayes_halo.inference.map import fit_map
 from bayes_halo.inference.nuts import latent_dims, run_nuts
-from bayes_halo.inference.regression import Problem, breast_cancer_logistic, diabetes_regression, digits_mlp
+from bayes_halo.problems import Problem, breast_cancer_logistic, diabetes_regression, digits_mlp
 from bayes_halo.inference.svi import fit_svi
 from bayes_halo.priors import HALO, AdaptiveLaplace, Horseshoe, Laplace, Normal, Prior, SharedHALO
 

