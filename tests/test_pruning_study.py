@@ -119,3 +119,18 @@ def test_choice_needs_every_seed(report):
     assert cell.val == pytest.approx(0.91)
     assert cell.mean == pytest.approx(10.0) and cell.sd == pytest.approx(2 ** 0.5)
     assert report.choose(rows[2:], "lasso", "magnitude", 0.1, n_seeds=2) is None
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "lenet5-caffe"])
+def test_committed_studies_resume_every_committed_row(name):
+    """Each committed study's settings digest to the config_sha of its committed rows: a rerun trains nothing."""
+    sys.path.insert(0, str(STUDY_DIR))
+    try:
+        runner = importlib.import_module("run")
+        study = runner.load_study(STUDY_DIR / "configs" / f"{name}.json")
+        jobs = runner.build_jobs(study)
+        rows = runner.read_rows(STUDY_DIR.parent / "results" / study["study"] / "results.csv")
+    finally:
+        sys.path.remove(str(STUDY_DIR))
+    committed = {r["run_id"]: r["config_sha"] for r in rows}
+    assert {job.run_id: job.sha for job in jobs} == committed
