@@ -64,7 +64,7 @@ def test_keep_count_rounds_half_even_and_keeps_at_least_one() -> None:
 
 @pytest.mark.parametrize("keep", [0, 0.0, -0.1, 1.5, math.nan, math.inf])
 def test_bad_keep_fraction_raises(keep: float) -> None:
-    with pytest.raises(ConfigError, match="keep fraction must be in"):
+    with pytest.raises(ConfigError, match="`keep` fraction must be in"):
         keep_count(keep, 10)
     with pytest.raises(ConfigError):
         keep_masks({"w": torch.ones(4)}, keep)
@@ -75,7 +75,7 @@ def test_bad_scores_and_mode_raise() -> None:
         keep_masks({"w": torch.tensor([1.0, math.nan])}, 0.5)
     with pytest.raises(ConfigError, match="NaN"):
         keep_masks({"w": torch.tensor([1.0, math.nan])}, 0.5, by="layer")
-    with pytest.raises(ConfigError, match="unknown pruning mode"):
+    with pytest.raises(ConfigError, match="unknown `prune_by` mode"):
         keep_masks({"w": torch.ones(3)}, 0.5, by="channel")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         keep_masks({}, 0.5)

@@ -79,7 +79,7 @@ def train_val_split(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int
         raise ConfigError(f"x has {n} examples but y has {len(y)}")
     if not 0 <= val_size < n:
         raise ConfigError(f"val_size={val_size} must be in 0..{n - 1}: the validation set is carved "
-                          f"from the {n} training examples; lower --val-size")
+                          f"from the {n} training examples; lower `val_size`")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = order[:val_size], order[val_size:]
     return x[train_idx], y[train_idx], x[val_idx], y[val_idx]

@@ -40,7 +40,7 @@ def register_model(name: str, overwrite: bool = False) -> Callable[[FactoryT], F
 def build_model(name: str, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     """A fresh network for images of ``input_shape = (C, H, W)`` and ``n_classes`` classes."""
     if name not in _MODELS:
-        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(available_models())} "
+        raise ConfigError(f"unknown `model` {name!r}: choose one of {', '.join(available_models())} "
                           "or add yours with bayes_halo.models.register_model")
     model = _MODELS[name](tuple(input_shape), n_classes)
     if not isinstance(model, nn.Module):

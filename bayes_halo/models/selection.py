@@ -23,13 +23,13 @@ def prunable_layers(module: nn.Module, scope: Scope = "all",
                     exclude: Iterable[str] = ()) -> dict[str, nn.Module]:
     """Layers in scope, keyed by their module name, in registration order."""
     if scope not in ("all", "conv"):
-        raise ConfigError(f"unknown prune scope {scope!r}: choose 'all' or 'conv'")
+        raise ConfigError(f"unknown `prune_scope` {scope!r}: choose 'all' or 'conv'")
     excluded = set(exclude)
     kinds = _CONV if scope == "conv" else _PRUNABLE
     names = {name for name, _ in module.named_modules()}
     unknown = excluded - names
     if unknown:
-        raise ConfigError(f"cannot exclude unknown layer(s) {sorted(unknown)}; layers are {sorted(n for n in names if n)}")
+        raise ConfigError(f"cannot `exclude` unknown layer(s) {sorted(unknown)}; layers are {sorted(n for n in names if n)}")
     return {name: layer for name, layer in module.named_modules()
             if isinstance(layer, kinds) and name not in excluded}
 

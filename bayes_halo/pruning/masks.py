@@ -25,7 +25,7 @@ def keep_count(keep: float, total: int) -> int:
     ``round(keep * total)`` with Python's round-half-to-even, but at least 1.
     """
     if not (math.isfinite(keep) and 0.0 < keep <= 1.0):
-        raise ConfigError(f"keep fraction must be in (0, 1], got {keep!r}")
+        raise ConfigError(f"`keep` fraction must be in (0, 1], got {keep!r}")
     if total < 1:
         raise ConfigError(f"cannot keep a fraction of {total} weights")
     return max(1, round(keep * total))
@@ -46,7 +46,7 @@ def keep_masks(scores: Mapping[str, Tensor], keep: float, by: By = "global") -> 
     wins); ``by="layer"`` keeps ``keep_count(keep, numel)`` of each tensor on its own.
     """
     if by not in ("global", "layer"):
-        raise ConfigError(f"unknown pruning mode {by!r}: choose 'global' or 'layer'")
+        raise ConfigError(f"unknown `prune_by` mode {by!r}: choose 'global' or 'layer'")
     if not scores:
         raise ConfigError("no scores given to prune")
     flats = {name: s.detach().reshape(-1).to(torch.float64) for name, s in scores.items()}

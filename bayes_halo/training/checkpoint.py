@@ -27,7 +27,7 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = (), format: st
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}); "
-                              "delete it, or start again with --overwrite") from None
+                              "delete it, or start again with `overwrite`") from None
     if not isinstance(state, dict) or state.get("format") != format:
         raise CheckpointError(f"{path} is not a bayes_halo file of format {format}")
     missing = [key for key in required if key not in state]
