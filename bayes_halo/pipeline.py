@@ -19,6 +19,7 @@ from torch import nn
 from . import __version__
 from .atomic import save_figure, save_torch, write_json, write_text
 from .data import ArrayData, load_dataset
+from .distributed import Runtime, distributed_runtime, local_runtime
 from .diagnostics.posterior_report import posterior_report
 from .errors import CheckpointError, ConfigError
 from .models import build_model, prunable_parameters
@@ -72,23 +73,39 @@ def build_module(config: FitConfig, input_shape: tuple[int, ...], n_classes: int
 
 
 def run_fit(config: FitConfig, out_dir: str | Path | None = None, resume: bool = False,
-            overwrite: bool = False, progress: bool = True, data: ArrayData | None = None) -> FitResult:
-    """Train, prune at every keep fraction, evaluate, and (with ``out_dir``) write every output."""
+            overwrite: bool = False, progress: bool = True, data: ArrayData | None = None,
+            runtime: Runtime | None = None) -> FitResult:
+    """Train, prune at every keep fraction, evaluate, and (with ``out_dir``) write every output.
+
+    ``runtime`` (default: :func:`~bayes_halo.distributed.distributed_runtime` of
+    ``config.device``: the caller's process group if one is up, torchrun's if its variables are
+    set, else one process) says where to train.  With several ranks every rank trains; rank 0
+    alone evaluates, prunes and writes, and the other ranks' results hold only ``history``.
+    """
+    if runtime is None:
+        with distributed_runtime(config.device) as runtime:
+            return run_fit(config, out_dir, resume, overwrite, progress, data, runtime)
     out = Path(out_dir) if out_dir is not None else None
+    resuming = resume and out is not None and (out / CHECKPOINT).exists()
     if out is not None:
-        _prepare_out_dir(out, config, resume, overwrite)
+        _prepare_out_dir(out, config, resume, overwrite, write=runtime.master_process)
+        runtime.barrier()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if data is None:
         data = load_dataset(config.dataset, config.data_dir, val_size=config.val_size, seed=config.seed,
                             download=config.download, subset=config.subset)
-    pilot = _pilot_weights(config, data, out, progress) if config.prior == "adaptive-laplace" else None
+    data = data.to(runtime.device)
+    progress = progress and runtime.master_process
+    pilot = _pilot_weights(config, data, out, progress, runtime) if config.prior == "adaptive-laplace" else None
     module = build_module(config, data.input_shape, data.n_classes, data.n_train,
                           pilot["weights"] if pilot else None)
     if pilot is not None:
         module.net.load_state_dict(pilot["state"])  # warm start from the pilot fit
-    result = train(module, data, config, checkpoint=out / CHECKPOINT if out else None,
-                   resume=resume and out is not None and (out / CHECKPOINT).exists(), progress=progress)
+    result = train(module, data, config, checkpoint=out / CHECKPOINT if out else None, resume=resuming,
+                   progress=progress, runtime=runtime)
+    if not runtime.master_process:
+        return FitResult(config, module, {"history": result.history}, out)
     metrics = evaluate_run(module, data, config, train_seconds=result.train_seconds, progress=progress)
     metrics["history"] = result.history
     if config.svi:
@@ -98,7 +115,7 @@ def run_fit(config: FitConfig, out_dir: str | Path | None = None, resume: bool =
     if out is not None:
         save_torch(out / MODEL, {"format": "bayes_halo-model-v1", "config": config.to_dict(),
                                  "input_shape": list(data.input_shape), "n_classes": data.n_classes,
-                                 "n_data": data.n_train, "module": module.state_dict(),
+                                 "n_data": data.n_train, "module": {k: v.cpu() for k, v in module.state_dict().items()},
                                  "pilot": pilot["weights"] if pilot else None})
         _write_outputs(out, metrics)
     return FitResult(config, module, metrics, out)
@@ -136,7 +153,8 @@ def finetune(net: nn.Module, masks, data: ArrayData, config: FitConfig, progress
     apply_masks(tuned, masks)
     settings = replace(config, prior="none", xi=None, psi=None, epochs=config.finetune_epochs,
                        lr=config.finetune_lr, lambda_lr=None)
-    train(BayesianModule(tuned, None, data.n_train), data, settings, progress=progress, label="finetune")
+    train(BayesianModule(tuned, None, data.n_train), data, settings, progress=progress, label="finetune",
+          runtime=local_runtime(data.x_train.device))
     remove_masks(tuned)
     return tuned
 
@@ -169,23 +187,27 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     return state
 
 
-def _pilot_weights(config: FitConfig, data: ArrayData, out: Path | None, progress: bool) -> dict[str, Any]:
-    """Dense (no-prior) pilot fit for the adaptive Laplace prior, cached in ``pilot.pt``."""
+def _pilot_weights(config: FitConfig, data: ArrayData, out: Path | None, progress: bool,
+                   runtime: Runtime) -> dict[str, Any]:
+    """Dense (no-prior) pilot fit for the adaptive Laplace prior, cached in ``pilot.pt`` (by rank 0)."""
     if out is not None and (out / PILOT).exists():
         return load_checkpoint(out / PILOT, required=("weights", "state"))
     pilot_config = replace(config, prior="none", xi=None, psi=None, epochs=max(1, config.pilot_epochs))
     module = build_module(pilot_config, data.input_shape, data.n_classes, data.n_train)
-    train(module, data, pilot_config, progress=progress, label="pilot")
+    train(module, data, pilot_config, progress=progress, label="pilot", runtime=runtime)
     selected = prunable_parameters(module.net, config.prune_scope, config.include_bias, config.exclude)
     pilot = {"weights": {k: v.detach().clone() for k, v in selected.items()},
              "state": {k: v.detach().clone() for k, v in module.net.state_dict().items()}}
-    if out is not None:
+    if out is not None and runtime.master_process:
         save_checkpoint(out / PILOT, pilot)
     return pilot
 
 
-def _prepare_out_dir(out: Path, config: FitConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a saved run; on resume, refuse a different configuration."""
+def _prepare_out_dir(out: Path, config: FitConfig, resume: bool, overwrite: bool, write: bool = True) -> None:
+    """Refuse to clobber a saved run; on resume, refuse a different configuration.
+
+    Every rank checks; only the one with ``write`` (rank 0) deletes and writes ``config.json``.
+    """
     existing = [name for name in (CHECKPOINT, MODEL, METRICS, PILOT) if (out / name).exists()]
     if resume:
         if (out / CONFIG).exists():
@@ -199,7 +221,9 @@ def _prepare_out_dir(out: Path, config: FitConfig, resume: bool, overwrite: bool
     elif existing and not overwrite:
         raise ConfigError(f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
                           "or --overwrite to replace it, or choose another --out")
-    elif existing:
+    if not write:
+        return
+    if existing and not resume:
         for name in existing:
             (out / name).unlink()
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ from ..data import DATASETS
 from ..errors import BayesHaloError
 from ..models import available_models
 from ..pipeline import run_fit
-from ..training.config import DEFAULT_STRENGTHS, TRAINABLE_PRIORS, FitConfig
+from ..distributed import distributed_runtime
+from ..training.config import DEFAULT_STRENGTHS, PRECISIONS, TRAINABLE_PRIORS, FitConfig
 from ..diagnostics.posterior_report import format_posterior
 from .table import format_metrics
 
@@ -39,6 +40,8 @@ examples:
   python -m bayes_halo.fit --prior none --finetune-epochs 3          # dense + magnitude pruning
   python -m bayes_halo.fit --dataset digits --val-size 200 --epochs 20 --out runs/digits
   python -m bayes_halo.fit --out runs/my-run --resume                # continue an interrupted run
+  torchrun --standalone --nproc_per_node 4 -m bayes_halo.fit --device cuda --out runs/ddp
+                                  # 4 GPUs; --batch-size stays the global batch, rank 0 writes
 exit status: 0 on success, 2 on bad input, missing data, corrupt checkpoints or divergence.
 """
 
@@ -115,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--seed", type=int, default=default("seed"),
                           help="seeds the initialisation, the batch order and the validation split (default: %(default)s)")
     training.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    training.add_argument("--device", default=default("device"), metavar="{auto,cpu,cuda,cuda:N,mps}",
+                          help="where to train: auto = CUDA if available, else the CPU; under torchrun, cuda and "
+                               "auto take the GPU of the process's LOCAL_RANK (default: %(default)s)")
+    training.add_argument("--precision", choices=PRECISIONS, default=default("precision"),
+                          help="32 = float32; bf16 = bfloat16 autocast for the network's forward pass (parameters, "
+                               "lambdas and the penalty stay float32) (default: %(default)s)")
+    training.add_argument("--sync-batchnorm", action="store_true",
+                          help="under torchrun on CUDA: BatchNorm statistics over the whole global batch")
 
     pruning = parser.add_argument_group("pruning (one shot, after training)")
     pruning.add_argument("--keep", type=float, nargs="+", default=list(default("keep")), metavar="FRACTION",
@@ -166,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or f"runs/{args.prior}-{args.model}-{args.dataset}-seed{args.seed}"
     try:
         config = config_from_args(args)
-        result = run_fit(config, out, resume=args.resume, overwrite=args.overwrite, progress=args.progress)
+        with distributed_runtime(config.device) as runtime:
+            result = run_fit(config, out, resume=args.resume, overwrite=args.overwrite, progress=args.progress,
+                             runtime=runtime)
     except BayesHaloError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
@@ -174,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{parser.prog}: interrupted; every finished epoch is saved in {out}: "
               f"continue with --out {out} --resume", file=sys.stderr)
         return 130
+    if not runtime.master_process:
+        return 0
     print(format_metrics(result.metrics))
     if "posterior" in result.metrics:
         print(format_posterior(result.metrics["posterior"]))

@@ -19,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..distributed import check_device_name
 from ..errors import ConfigError
 from ..priors import PRIORS
 
@@ -32,6 +33,8 @@ DEFAULT_STRENGTHS: dict[str, dict[str, float]] = {
     "shared-halo": {"xi": 3e-3, "psi": 1e-3},
 }
 TRAINABLE_PRIORS = tuple(DEFAULT_STRENGTHS)
+#: "32": float32 throughout; "bf16": bfloat16 autocast for the network's forward pass only
+PRECISIONS = ("32", "bf16")
 
 
 @dataclass
@@ -73,6 +76,9 @@ class FitConfig:
     svi_lr: float = 1e-3
     svi_samples: int = 20
     keep_draws: tuple[str, ...] = ()
+    device: str = "auto"
+    precision: str = "32"
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
@@ -134,6 +140,9 @@ class FitConfig:
             _check("subset", self.subset, lambda v: v >= 1, "at least 1")
         if self.threads is not None:
             _check("threads", self.threads, lambda v: v >= 1, "at least 1")
+        check_device_name(self.device)  # availability is checked when a run starts, not here
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples as lists)."""
@@ -151,7 +160,8 @@ class FitConfig:
     def training_signature(self) -> dict[str, Any]:
         """Settings that must match for ``--resume`` to continue the same run."""
         ignore = {"keep", "prune_scope", "prune_by", "finetune_epochs", "finetune_lr", "threads",
-                  "data_dir", "download", "svi", "svi_epochs", "svi_lr", "svi_samples", "keep_draws"}
+                  "data_dir", "download", "svi", "svi_epochs", "svi_lr", "svi_samples", "keep_draws",
+                  "device"}
         return {k: v for k, v in self.to_dict().items() if k not in ignore}
 
 
