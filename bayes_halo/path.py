@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .atomic import save_figure, write_json, write_text
 from .data import ArrayData, load_dataset
+from .distributed import resolve_device
 from .errors import ConfigError
 from .models import prunable_parameters
 from .models.bayesian import BayesianModule
@@ -126,6 +127,7 @@ def regularization_path(config: FitConfig, strengths: Sequence[float], walk: str
     if data is None:
         data = load_dataset(config.dataset, config.data_dir, val_size=config.val_size, seed=config.seed,
                             download=config.download, subset=config.subset)
+    data = data.to(resolve_device(config.device))  # where train() puts the module, so evaluation finds both
     pilot = _pilot(config, data, progress) if config.prior == "adaptive-laplace" else None
     rows, states = [], []
     done_epochs = max(1, config.pilot_epochs) if pilot else 0
