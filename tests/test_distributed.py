@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CPU = {"device": "cpu", "keep": [0.1, 0.02]}
 #: the issue's acceptance command: 1237 training digits, global batch 100 (a last batch of 37)
 DIGITS = {**CPU, "prior": "halo", "dataset": "digits", "val_size": 200, "epochs": 5}
+DIGITS_ARGV = ["--prior", "halo", "--device", "cpu", "--dataset", "digits", "--val-size", "200", "--epochs", "5",
+               "--keep", "0.1", "0.02", "--no-progress"]
 #: one step on 199 examples: shares of 100 and 99
 STEP_DIGITS = {**CPU, "prior": "halo", "dataset": "digits", "subset": 299, "val_size": 100, "batch_size": 200,
                "epochs": 1}
@@ -52,16 +54,20 @@ def torchrun(jobs: list[dict], jobs_file: Path, nproc: int = 2) -> subprocess.Co
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two torchrun launches: a run killed after epoch 2; then every other 2-rank job in one go."""
+    """Two torchrun launches: a run killed after epoch 2; then every other 2-rank job in one go.
+
+    ``ddp`` runs through the Python API, ``cli`` is the same run through the command line.
+    """
     base = tmp_path_factory.mktemp("ddp")
-    killed = torchrun([{"config": DIGITS, "out": str(base / "killed"), "kill_after_saves": 2}],
+    killed = torchrun([{"argv": DIGITS_ARGV, "out": str(base / "killed"), "kill_after_saves": 2}],
                       base / "killed.json")
     assert killed.returncode != 0, "the run was meant to be killed"
     shutil.copytree(base / "killed", base / "resumed2")
     shutil.copytree(base / "killed", base / "resumed1")
     jobs = [{"config": DIGITS, "out": str(base / "ddp")},
+            {"argv": DIGITS_ARGV, "out": str(base / "cli")},
             {"config": STEP_DIGITS, "out": str(base / "step_digits")},
-            {"config": DIGITS, "out": str(base / "resumed2"), "resume": True}]
+            {"argv": [*DIGITS_ARGV, "--resume"], "out": str(base / "resumed2")}]
     if HAVE_MNIST:
         jobs.append({"config": STEP_MNIST, "out": str(base / "step_mnist")})
     done = torchrun(jobs, base / "jobs.json")
@@ -117,6 +123,15 @@ def test_short_run_on_two_ranks_gives_the_one_process_metrics(runs, tmp_path):
         assert abs(got["train_accuracy"] - ref["train_accuracy"]) <= 1 / 1237 + 1e-12
 
 
+def test_command_line_under_torchrun_is_the_api_run(runs):
+    cli, api = load_state(runs / "cli" / "model.pt")["module"], load_state(runs / "ddp" / "rank0.pt")
+    assert cli.keys() == api.keys()
+    for key in api:
+        assert torch.equal(cli[key], api[key]), key
+    metrics = {name: json.loads((runs / name / "metrics.json").read_text()) for name in ("cli", "ddp")}
+    assert metrics["cli"]["pruned"] == metrics["ddp"]["pruned"]
+
+
 def test_only_rank_0_writes(runs):
     assert json.loads((runs / "writes_rank1.json").read_text()) == []
     written = [Path(p) for p in json.loads((runs / "writes_rank0.json").read_text())]
@@ -129,7 +144,7 @@ def test_killed_two_rank_run_resumes_on_two_and_on_one_process(runs):
     killed = load_state(runs / "killed" / "checkpoint.pt")
     assert len(killed["history"]) == 2 and not (runs / "killed" / "metrics.json").exists()
     straight = load_state(runs / "ddp" / "rank0.pt")
-    again = load_state(runs / "resumed2" / "rank0.pt")  # same world size: the same sums in the same order
+    again = load_state(runs / "resumed2" / "model.pt")["module"]  # same world size: the same sums, same order
     for key in straight:
         assert torch.equal(again[key], straight[key]), key
     metrics = {name: json.loads((runs / name / "metrics.json").read_text()) for name in ("ddp", "resumed2")}
