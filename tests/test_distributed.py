@@ -238,3 +238,18 @@ def test_unavailable_cuda_is_one_line_and_exit_2(tmp_path, capsys, device):
                    "--device", device, "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and "CUDA is not available" in err, err
+
+
+def test_resume_may_change_the_device_but_not_the_precision(tmp_path, capsys):
+    args = ["--prior", "halo", "--dataset", "digits", "--val-size", "200", "--epochs", "2", "--keep", "0.1",
+            "--no-progress", "--out", str(tmp_path / "run")]
+    assert main([*args, "--device", "cpu"]) == 0
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert main([*args, "--device", "auto", "--resume"]) == 0  # auto: the CPU here, or a GPU elsewhere
+    again = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert again["history"] == first["history"]  # all epochs come from the checkpoint
+    if not torch.cuda.is_available():  # evaluated on the same device again
+        assert again["pruned"] == first["pruned"]
+    capsys.readouterr()
+    assert main([*args, "--device", "cpu", "--precision", "bf16", "--resume"]) == 2
+    assert "different ['precision']" in capsys.readouterr().err
