@@ -22,6 +22,7 @@ from .atomic import save_figure, save_torch, write_json, write_text
 from .config.sections import RunConfig, TrainConfig
 from .data import ArrayData, load_dataset
 from .diagnostics.posterior_report import posterior_report
+from .distributed import Runtime, distributed_runtime, local_runtime
 from .errors import CheckpointError, ConfigError
 from .models import build_model, prunable_parameters
 from .models.bayesian import BayesianModule
@@ -84,8 +85,9 @@ def build_module(config: RunConfig, input_shape: tuple[int, ...], n_classes: int
                           positivity=config.train.positivity)
 
 
-def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, progress: bool = False) -> Pilot | None:
-    """The dense pilot fit of ``pilot_epochs`` (at least 1) when the prior needs one, cached in ``cache``."""
+def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, progress: bool = False,
+              runtime: Runtime | None = None) -> Pilot | None:
+    """The dense pilot fit of ``pilot_epochs`` (at least 1) when the prior needs one, cached in ``cache`` (by rank 0)."""
     cls = prior_class(config.prior.prior)
     if cls is None or not cls.needs_pilot:
         return None
@@ -94,12 +96,12 @@ def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, pro
         return Pilot(state["weights"], state["state"])
     dense = config.replace(prior="none", epochs=max(1, config.prior.pilot_epochs))
     module = build_module(dense, data.input_shape, data.n_classes, data.n_train)
-    train_module(dense, module, data, progress=progress, label="pilot")
+    train_module(dense, module, data, progress=progress, label="pilot", runtime=runtime)
     selected = prunable_parameters(module.net, config.prune.prune_scope, config.prior.include_bias,
                                    config.prune.exclude)
     pilot = Pilot({k: v.detach().clone() for k, v in selected.items()},
                   {k: v.detach().clone() for k, v in module.net.state_dict().items()})
-    if cache is not None:
+    if cache is not None and (runtime is None or runtime.master_process):
         save_checkpoint(cache, {"weights": pilot.weights, "state": pilot.state})
     return pilot
 
@@ -119,24 +121,38 @@ def pilot_epochs_used(config: RunConfig) -> int:
 
 
 def train_module(config: RunConfig, module: BayesianModule, data: ArrayData, checkpoint: Path | None = None,
-                 resume: bool = False, progress: bool = False, label: str = "train"):
+                 resume: bool = False, progress: bool = False, label: str = "train", runtime: Runtime | None = None):
     """Train ``module`` with the run's training section (see :func:`bayes_halo.training.trainer.train`)."""
     return train(module, data, config.train, seed=config.seed, signature=config.training_signature(),
-                 checkpoint=checkpoint, resume=resume, progress=progress, label=label)
+                 checkpoint=checkpoint, resume=resume, progress=progress, label=label, runtime=runtime)
 
 
 def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool = False,
-            overwrite: bool = False, progress: bool = True, data: ArrayData | None = None) -> FitResult:
-    """Train, prune at every keep fraction, evaluate, and (with ``out_dir``) write every output."""
+            overwrite: bool = False, progress: bool = True, data: ArrayData | None = None,
+            runtime: Runtime | None = None) -> FitResult:
+    """Train, prune at every keep fraction, evaluate, and (with ``out_dir``) write every output.
+
+    ``runtime`` (default: :func:`~bayes_halo.distributed.distributed_runtime` of the config's
+    ``device``: the caller's process group if one is up, torchrun's if its variables are set,
+    else one process) says where to train.  With several ranks every rank trains; rank 0 alone
+    evaluates, prunes and writes, and the other ranks' results hold only ``history``.
+    """
+    if runtime is None:
+        with distributed_runtime(config.train.device) as runtime:
+            return run_fit(config, out_dir, resume, overwrite, progress, data, runtime)
     out = Path(out_dir) if out_dir is not None else None
+    resuming = resume and out is not None and (out / CHECKPOINT).exists()
     if out is not None:
-        _prepare_out_dir(out, config, resume, overwrite)
-    if data is None:
-        data = load_data(config)
-    pilot = pilot_fit(config, data, out / PILOT if out else None, progress)
+        _prepare_out_dir(out, config, resume, overwrite, write=runtime.master_process)
+        runtime.barrier()
+    data = (data if data is not None else load_data(config)).to(runtime.device)
+    progress = progress and runtime.master_process
+    pilot = pilot_fit(config, data, out / PILOT if out else None, progress, runtime)
     module = starting_module(config, data, pilot)
-    result = train_module(config, module, data, checkpoint=out / CHECKPOINT if out else None,
-                          resume=resume and out is not None and (out / CHECKPOINT).exists(), progress=progress)
+    result = train_module(config, module, data, checkpoint=out / CHECKPOINT if out else None, resume=resuming,
+                          progress=progress, runtime=runtime)
+    if not runtime.master_process:
+        return FitResult(config, module, {"history": result.history}, out)
     metrics = evaluate_run(module, data, config, train_seconds=result.train_seconds, progress=progress)
     metrics["history"] = result.history
     if config.posterior.svi:
@@ -145,7 +161,7 @@ def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool =
     if out is not None:
         save_torch(out / MODEL, {"format": MODEL_FORMAT, "config": config.to_dict(),
                                  "input_shape": list(data.input_shape), "n_classes": data.n_classes,
-                                 "n_data": data.n_train, "module": module.state_dict(),
+                                 "n_data": data.n_train, "module": {k: v.cpu() for k, v in module.state_dict().items()},
                                  "pilot": pilot.weights if pilot else None})
         _write_outputs(out, metrics)
     return FitResult(config, module, metrics, out)
@@ -184,7 +200,7 @@ def finetune(net: nn.Module, masks, data: ArrayData, config: RunConfig, progress
     settings: TrainConfig = replace(config.train, epochs=config.prune.finetune_epochs, lr=config.prune.finetune_lr,
                                     lambda_lr=None)
     train(BayesianModule(tuned, None, data.n_train), data, settings, seed=config.seed, progress=progress,
-          label="finetune")
+          label="finetune", runtime=local_runtime(data.x_train.device))
     remove_masks(tuned)
     return tuned
 
@@ -206,8 +222,11 @@ def load_run(out_dir: str | Path) -> FitResult:
     return FitResult(config, module, metrics, out)
 
 
-def _prepare_out_dir(out: Path, config: RunConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a saved run; on resume, refuse a different configuration."""
+def _prepare_out_dir(out: Path, config: RunConfig, resume: bool, overwrite: bool, write: bool = True) -> None:
+    """Refuse to clobber a saved run; on resume, refuse a different configuration.
+
+    Every rank checks; only the one with ``write`` (rank 0) deletes and writes ``config.json``.
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder; choose another `out`")
     existing = [name for name in (CHECKPOINT, MODEL, METRICS, PILOT) if (out / name).exists()]
@@ -221,7 +240,9 @@ def _prepare_out_dir(out: Path, config: RunConfig, resume: bool, overwrite: bool
     elif existing and not overwrite:
         raise ConfigError(f"{out} already holds a run ({', '.join(existing)}); pass `resume` to continue it "
                           "or `overwrite` to replace it, or choose another `out`")
-    elif existing:
+    if not write:
+        return
+    if existing and not resume:
         for name in existing:
             (out / name).unlink()
     out.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from .atomic import save_figure, write_json, write_text
 from .config.fields import at_least, check_fields, interval, positive, setting
 from .config.sections import RunConfig
 from .data import ArrayData
+from .distributed import resolve_device
 from .errors import ConfigError
 from .models.bayesian import BayesianModule
 from .pipeline import build_module, load_data, pilot_epochs_used, pilot_fit, run_fit, starting_module, train_module
@@ -160,8 +161,7 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
     keeps = tuple(sorted(set(config.prune.keep) | ({target_keep} if target_keep else set()), reverse=True))
     config = config.replace(keep=keeps)
     say = log or (lambda _: None)
-    if data is None:
-        data = load_data(config)
+    data = (data if data is not None else load_data(config)).to(resolve_device(config.train.device))
     pilot = pilot_fit(config, data, progress=progress)
     rows, states = [], []
     done_epochs = pilot_epochs_used(config)

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config.fields import setting
 from ..config.sections import RunConfig
 from ..diagnostics.posterior_report import format_posterior
+from ..distributed import distributed_runtime
 from ..pipeline import run_fit
 from ..priors import PRIORS, trainable_priors
 from .options import OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given, run_command, run_config
@@ -42,6 +43,8 @@ examples:
   python -m bayes_halo.fit --dataset digits --val-size 200 --epochs 20 --out runs/digits
   python -m bayes_halo.fit --out runs/my-run --resume                # continue an interrupted run
   python -m bayes_halo.fit --config runs/my-run/config.json --seed 1  # a saved run's settings, another seed
+  torchrun --standalone --nproc_per_node 4 -m bayes_halo.fit --device cuda --out runs/ddp
+                                  # 4 GPUs; --batch-size stays the global batch, rank 0 writes
 exit status: 0 on success, 2 on bad input, missing data, corrupt checkpoints or divergence.
 """
 
@@ -92,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(output.out or f"runs/{config.prior.prior}-{config.model.model}-{config.data.dataset}-seed{config.seed}")
         check_out_dir(out)
         state["out"] = str(out)
-        result = run_fit(config, out, resume=output.resume, overwrite=output.overwrite, progress=output.progress)
+        with distributed_runtime(config.train.device) as runtime:
+            result = run_fit(config, out, resume=output.resume, overwrite=output.overwrite,
+                             progress=output.progress, runtime=runtime)
+        if not runtime.master_process:
+            return 0
         print(format_metrics(result.metrics))
         if "posterior" in result.metrics:
             print(format_posterior(result.metrics["posterior"]))

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data.registry import available_datasets
+from ..distributed import DEVICES, is_device_name
 from ..errors import ConfigError
 from ..models.registry import available_models
 from ..priors.registry import prior_class, trainable_priors
-from .fields import at_least, check_fields, each, interval, non_negative, positive, setting
+from ..training.objective import PRECISIONS
+from .fields import Constraint, at_least, check_fields, each, interval, non_negative, positive, setting
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,12 @@ class TrainConfig:
     weight_decay: float = setting(0.0, "SGD weight decay on the network (a Normal prior of variance 1/(N wd))",
                                   non_negative())
     near_zero: float = setting(1e-3, "threshold of the near-zero weight fraction reported per epoch", positive())
+    device: str = setting("auto", "where to train: auto = CUDA if available, else the CPU; under torchrun, cuda and "
+                          "auto take the GPU of the process's LOCAL_RANK", Constraint(is_device_name, "one of "
+                          + ", ".join(DEVICES)), metavar="{" + ",".join(DEVICES) + "}")
+    precision: str = setting("32", "32 = float32; bf16 = bfloat16 autocast for the network's forward pass "
+                             "(parameters, lambdas and the penalty stay float32)", choices=PRECISIONS)
+    sync_batchnorm: bool = setting(False, "under torchrun on CUDA: BatchNorm statistics over the whole global batch")
 
     @property
     def hyper_lr(self) -> float:
@@ -235,7 +243,7 @@ class RunConfig:
 
     def training_signature(self) -> dict[str, Any]:
         """Settings that must match for ``--resume`` to continue the same training."""
-        ignore = {"data_dir", "download", "threads", "keep", "prune_by", "finetune_epochs", "finetune_lr",
+        ignore = {"data_dir", "download", "threads", "device", "keep", "prune_by", "finetune_epochs", "finetune_lr",
                   *(f.name for f in dataclasses.fields(PosteriorConfig))}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.flat().items() if k not in ignore}
 

@@ -5,7 +5,7 @@ Images are float32 ``[n, C, H, W]`` with pixels in ``[0, 1]``; labels are int64 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -48,6 +48,14 @@ class ArrayData:
             if x.shape[1:] != self.x_train.shape[1:]:
                 raise ConfigError(f"{self.name}: x_{split} images are {tuple(x.shape[1:])}, "
                                   f"x_train images are {tuple(self.x_train.shape[1:])}")
+
+    def to(self, device: torch.device | str) -> "ArrayData":
+        """The same data with every tensor on ``device`` (itself if they are there already)."""
+        tensors = {f"{k}_{split}": getattr(self, f"{k}_{split}").to(device)
+                   for split in ("train", "val", "test") for k in ("x", "y")}
+        if all(t is getattr(self, name) for name, t in tensors.items()):
+            return self
+        return replace(self, **tensors)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -82,7 +82,9 @@ class SVIResult:
         if num_samples < 1:
             raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
         draws: dict[str, Tensor] = {}
-        with torch.random.fork_rng(devices=[]), pyro.settings.context(module_local_params=True):
+        device = next(self.module.parameters()).device
+        forked = [device] if device.type == "cuda" else []  # the CPU's generator is always forked
+        with torch.random.fork_rng(devices=forked), pyro.settings.context(module_local_params=True):
             torch.manual_seed(seed)
             for part in self._parts():
                 if isinstance(part, AutoLowRankMultivariateNormal):
@@ -91,7 +93,8 @@ class SVIResult:
                                   for site, u in part._unpack_latent(latent)})
                 else:
                     draws.update({name: m.transform(m.loc + m.scale * torch.randn(num_samples, *m.loc.shape,
-                                                                                   dtype=m.loc.dtype))
+                                                                                   dtype=m.loc.dtype,
+                                                                                   device=m.loc.device))
                                   for name, m in _marginals(part).items()})
         return {name: value for name, value in draws.items() if sites is None or name in sites}
 

@@ -5,22 +5,32 @@ hyper-variables in unconstrained space (``lambda_lr``, no weight decay).  Both f
 step schedule (x ``lr_gamma`` at fractions ``lr_milestones`` of training).  A checkpoint is
 written atomically after every epoch; ``resume=True`` continues from it and reaches exactly the
 result of an uninterrupted run (same seed: the batch order's generator state is saved too).
+
+The loop never waits for the device within an epoch: losses, accuracy counts and the
+non-finite check accumulate there and are read once per epoch.  Every rank of a distributed run
+walks the same seeded permutation, so a checkpoint holds nothing rank-dependent and resumes
+with any number of processes.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..data import ArrayData, iterate_minibatches
-from ..errors import CheckpointError, DivergenceError
+from ..data import ArrayData
+from ..distributed import Runtime, local_runtime
+from ..errors import CheckpointError, ConfigError, DivergenceError
+from ..config.sections import TrainConfig
 from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
-from ..config.sections import TrainConfig
+from .objective import TrainingObjective
 
 
 @dataclass
@@ -53,41 +63,56 @@ def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> tor
 
 
 def near_zero_fraction(module: BayesianModule, threshold: float) -> float:
-    """Fraction of the prior's weights with ``|w| < threshold``."""
+    """Fraction of the prior's weights with ``|w| < threshold`` (one read from the device)."""
     weights = list(module.weights().values())
-    small = sum(int((w.detach().abs() < threshold).sum()) for w in weights)
-    return small / sum(w.numel() for w in weights)
+    small = torch.stack([(w.detach().abs() < threshold).sum() for w in weights]).sum()
+    return int(small) / sum(w.numel() for w in weights)
 
 
 def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: int = 0,
           signature: dict[str, Any] | None = None, checkpoint: str | Path | None = None,
-          resume: bool = False, progress: bool = True, label: str = "train") -> TrainResult:
+          resume: bool = False, progress: bool = True, label: str = "train",
+          runtime: Runtime | None = None) -> TrainResult:
     """Train ``module`` on ``data.x_train`` for ``config.epochs`` epochs (see module docstring).
 
     ``seed`` seeds the batch order; ``signature`` (the run's settings that a resumed run must
     share) is stored in every checkpoint and checked on resume.
 
-    Raises DivergenceError, naming the epoch, as soon as the loss or a parameter is not finite;
-    the last checkpoint on disk then still holds the last finite epoch.
+    ``runtime`` (default: one process on ``config.device``) says where: the module and the
+    training data move to its device; with several ranks each trains on its share of every
+    global batch of ``config.batch_size`` (see :mod:`bayes_halo.training.objective`) and only
+    rank 0 writes the checkpoint and shows progress.
+
+    Raises DivergenceError, naming the epoch, when an epoch ends with a non-finite loss or
+    parameter; the last checkpoint on disk then still holds the last finite epoch.
     """
+    runtime = runtime or local_runtime(config.device)
+    if config.batch_size % runtime.world_size:
+        raise ConfigError(f"`batch_size` {config.batch_size} is the global batch and must split evenly over "
+                          f"{runtime.world_size} processes; choose a multiple of {runtime.world_size}")
+    module.to(runtime.device)
+    model = _wrap(module, config, runtime)
     optimizer = build_optimizer(module, config)
     schedule = build_schedule(optimizer, config)
-    batches = torch.Generator().manual_seed(seed + 1)
+    batches = torch.Generator().manual_seed(seed + 1)  # on the CPU: the same order on any device
     history: list[dict[str, float]] = []
     if resume:
         if checkpoint is None:
             raise CheckpointError("resume needs a checkpoint path")
         history = _restore(checkpoint, module, optimizer, schedule, batches, signature or {})
-    steps_per_epoch = -(-len(data.y_train) // config.batch_size)
+    x, y = data.x_train.to(runtime.device), data.y_train.to(runtime.device)
+    steps_per_epoch = -(-len(y) // config.batch_size)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
-               disable=not progress, desc=label, unit="step", dynamic_ncols=True, mininterval=0.5)
+               disable=not (progress and runtime.master_process), desc=label, unit="step", dynamic_ncols=True,
+               mininterval=0.5)
     try:
         for epoch in range(len(history), config.epochs):
-            history.append(_epoch(module, data, config, optimizer, batches, epoch, bar))
+            history.append(_epoch(model, module, x, y, config, optimizer, batches, epoch, bar, runtime))
             schedule.step()
-            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", acc=f"{history[-1]['train_accuracy']:.3f}",
-                            zero=f"{history[-1]['near_zero']:.1%}", refresh=False)
-            if checkpoint is not None:
+            bar.set_postfix(nll=f"{history[-1]['nll']:.4f}", penalty=f"{history[-1]['penalty']:.4g}",
+                            acc=f"{history[-1]['train_accuracy']:.3f}", zero=f"{history[-1]['near_zero']:.1%}",
+                            refresh=False)
+            if checkpoint is not None and runtime.master_process:
                 save_checkpoint(checkpoint, {
                     "module": module.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "batches": batches.get_state(),
@@ -97,30 +122,61 @@ def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: in
     return TrainResult(module, history)
 
 
-def _epoch(module: BayesianModule, data: ArrayData, config: TrainConfig, optimizer: torch.optim.Optimizer,
-           batches: torch.Generator, epoch: int, bar: tqdm) -> dict[str, float]:
-    """One pass over the training set; returns the epoch's record."""
+def _wrap(module: BayesianModule, config: TrainConfig, runtime: Runtime) -> nn.Module:
+    """The objective, in DistributedDataParallel when a process group is up (its network only)."""
+    if not runtime.distributed:
+        return TrainingObjective(module, config.precision)
+    if config.sync_batchnorm:
+        if runtime.device.type != "cuda":
+            raise ConfigError("`sync_batchnorm` needs CUDA devices: torch's SyncBatchNorm does not run on "
+                              f"{runtime.device.type}")
+        module.net = nn.SyncBatchNorm.convert_sync_batchnorm(module.net)
+    objective = TrainingObjective(module, config.precision)
+    return DistributedDataParallel(objective, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
+                                   else None)
+
+
+def _epoch(model: nn.Module, module: BayesianModule, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
+           optimizer: torch.optim.Optimizer, batches: torch.Generator, epoch: int, bar: tqdm,
+           runtime: Runtime) -> dict[str, float]:
+    """One pass over the training set; returns the epoch's record.
+
+    Sums stay on the device and are read once, at the end: ``nll`` is the mean over examples of
+    ``nll_i``, ``penalty`` that of ``R`` (as it was at each example's step), ``loss`` their sum,
+    ``train_accuracy`` the fraction classified right.
+    """
     start = time.perf_counter()
-    module.train()
-    total_loss, correct, seen = 0.0, 0, 0
-    for xb, yb in iterate_minibatches(data.x_train, data.y_train, config.batch_size, batches):
-        out = module.net(xb)
-        loss = module.likelihood.mean_nll(out, yb) + module.penalty()
-        if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"training diverged in epoch {epoch + 1}: the loss became {loss.item()}; "
-                "lower `lr` (or `xi`/`psi`) and start again; no checkpoint of this epoch was written")
+    model.train()
+    n, size = len(y), config.batch_size
+    nll_sum, penalty_sum = x.new_zeros(()), x.new_zeros(())
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    order = torch.randperm(n, generator=batches).to(x.device)
+    for first in range(0, n, size):
+        batch = order[first:first + size]
+        idx = runtime.share(batch)
+        xb, yb = x[idx], y[idx]
+        step = model(xb, yb, len(idx) * runtime.world_size / len(batch))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        step.loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(yb)
-        correct += int((out.argmax(-1) == yb).sum())
-        seen += len(yb)
+        nll_sum += step.mean_nll * len(idx)
+        penalty_sum += step.penalty * len(idx)
+        correct += (step.outputs.argmax(-1) == yb).sum()
         bar.update()
-    if not all(torch.isfinite(p).all() for p in module.parameters()):
+    finite = torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all()
+    totals = runtime.all_reduce_sum(torch.stack([nll_sum, penalty_sum, correct.to(nll_sum.dtype),
+                                                 (~finite).to(nll_sum.dtype)]))
+    total_nll, total_penalty, total_correct, not_finite = totals.tolist()
+    total_loss = total_nll + total_penalty
+    if not math.isfinite(total_loss):
+        raise DivergenceError(
+            f"training diverged in epoch {epoch + 1}: the loss became {total_loss / n}; "
+            "lower `lr` (or `xi`/`psi`) and start again; no checkpoint of this epoch was written")
+    if not_finite:
         raise DivergenceError(f"training diverged in epoch {epoch + 1}: a parameter is not finite; "
                               "lower `lr` (or `xi`/`psi`); no checkpoint of this epoch was written")
-    return {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen,
+    return {"epoch": epoch + 1, "loss": total_loss / n, "nll": total_nll / n, "penalty": total_penalty / n,
+            "train_accuracy": total_correct / n,
             "near_zero": near_zero_fraction(module, config.near_zero),
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
 
