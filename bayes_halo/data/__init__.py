@@ -1,4 +1,4 @@
-"""Data sets as in-memory tensors: ``load_dataset("mnist" | "digits" | "cifar10" | "cifar100")`` -> :class:`ArrayData`."""
+"""Data sets as in-memory tensors: ``load_dataset(name)`` -> :class:`ArrayData` (MNIST, digits, CIFAR-10/100)."""
 from __future__ import annotations
 
 from collections.abc import Callable

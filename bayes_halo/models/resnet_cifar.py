@@ -15,7 +15,7 @@ Convolutions get He initialisation ``N(0, 2 / (k^2 out_channels))``; BatchNorm s
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -100,7 +100,7 @@ class CifarResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
-def _six_n_plus_two(name: str, n: int, shortcut: Shortcut):
+def _six_n_plus_two(name: str, n: int, shortcut: Shortcut) -> Callable[[tuple[int, int, int], int], CifarResNet]:
     """Factory of the depth-``6n + 2`` CIFAR ResNet (3 stages of ``n`` blocks, widths 16/32/64)."""
     def factory(input_shape: tuple[int, int, int] = (3, 32, 32), n_classes: int = 10) -> CifarResNet:
         return CifarResNet(input_shape, n_classes, (n, n, n), (16, 32, 64), shortcut, name)
