@@ -31,7 +31,7 @@ from .pruning import apply_masks, remove_masks
 from .pruning.plot import plot_accuracy_vs_keep
 from .pruning.sweep import prune_sweep, pruning_criteria
 from .training.checkpoint import load_checkpoint, save_checkpoint
-from .training.evaluate import accuracy
+from .training.evaluate import split_accuracy
 from .training.trainer import train
 
 CONFIG, CHECKPOINT, MODEL, METRICS, SPARSITY, PLOT = (
@@ -64,7 +64,7 @@ def load_data(config: RunConfig) -> ArrayData:
         torch.set_num_threads(config.threads)
     data = config.data
     return load_dataset(data.dataset, data.data_dir, val_size=data.val_size, seed=config.seed,
-                        download=data.download, subset=data.subset)
+                        download=data.download, subset=data.subset, augment=data.augment)
 
 
 def build_prior(config: RunConfig, pilot: Pilot | None = None) -> Prior | None:
@@ -173,8 +173,8 @@ def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, tra
     net, prune = module.net, config.prune
 
     def evaluate(pruned: nn.Module, masks=None) -> dict[str, float]:
-        return {"val_accuracy": accuracy(pruned, data.x_val, data.y_val),
-                "test_accuracy": accuracy(pruned, data.x_test, data.y_test)}
+        return {"val_accuracy": split_accuracy(pruned, data, "val"),
+                "test_accuracy": split_accuracy(pruned, data, "test")}
 
     criteria = pruning_criteria(module)
     rows, layers = prune_sweep(net, criteria, prune.keep, prune.prune_by, evaluate)

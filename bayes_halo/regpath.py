@@ -38,7 +38,7 @@ from .models.bayesian import BayesianModule
 from .pipeline import build_module, load_data, pilot_epochs_used, pilot_fit, run_fit, starting_module, train_module
 from .priors import PRIORS, prior_class
 from .pruning import keep_masks, magnitude_scores, pruned_copy
-from .training.evaluate import accuracy
+from .training.evaluate import split_accuracy
 from .training.trainer import near_zero_fraction
 
 WALKS = ("xi", "ray")
@@ -281,10 +281,10 @@ def _val(keep: float) -> str:
 def _validation(module: BayesianModule, data: ArrayData, config: RunConfig) -> dict[str, float]:
     """Validation accuracy, dense and magnitude-pruned at each keep, and the near-zero fraction."""
     scores = magnitude_scores({k: w.detach() for k, w in module.weights().items()})
-    row = {"val_dense": accuracy(module.net, data.x_val, data.y_val)}
+    row = {"val_dense": split_accuracy(module.net, data, "val")}
     for keep in config.prune.keep:
         pruned = pruned_copy(module.net, keep_masks(scores, keep, by=config.prune.prune_by))
-        row[_val(keep)] = accuracy(pruned, data.x_val, data.y_val)
+        row[_val(keep)] = split_accuracy(pruned, data, "val")
     row["near_zero"] = near_zero_fraction(module, config.train.near_zero)
     return row
 
@@ -293,8 +293,8 @@ def _test(module: BayesianModule, data: ArrayData, config: RunConfig, keep: floa
     """Test accuracy of the dense network and of its magnitude-pruned copy at ``keep``."""
     scores = magnitude_scores({k: w.detach() for k, w in module.weights().items()})
     pruned = pruned_copy(module.net, keep_masks(scores, keep, by=config.prune.prune_by))
-    return {"test_dense": accuracy(module.net, data.x_test, data.y_test),
-            "test_at_target": accuracy(pruned, data.x_test, data.y_test)}
+    return {"test_dense": split_accuracy(module.net, data, "test"),
+            "test_at_target": split_accuracy(pruned, data, "test")}
 
 
 def _refit(config: RunConfig, data: ArrayData, epochs: int, keep: float, progress: bool) -> dict[str, Any]:

@@ -242,8 +242,8 @@ def test_load_dataset_mnist_subset_is_taken_before_the_val_split(mnist):
 
 
 def test_load_dataset_errors():
-    with pytest.raises(ConfigError, match="mnist, digits"):
-        load_dataset("cifar10")
+    with pytest.raises(ConfigError, match="mnist, digits, cifar10, cifar100"):
+        load_dataset("svhn")
     with pytest.raises(ConfigError, match="val_size"):
         load_dataset("digits")  # the default val_size=5000 exceeds the 1437 digits training images
     with pytest.raises(ConfigError, match="subset"):

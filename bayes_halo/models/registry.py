@@ -1,4 +1,4 @@
-"""Networks by name: the built-in LeNets plus any ``nn.Module`` a user registers.
+"""Networks by name: the built-in LeNets and CIFAR nets plus any ``nn.Module`` a user registers.
 
     @register_model("my-mlp")
     def my_mlp(input_shape, n_classes):
@@ -15,6 +15,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .lenet import LeNet5, LeNet5Caffe, LeNet300100
+from .resnet_cifar import resnet18_cifar, resnet20, resnet50_cifar, resnet56
+from .vgg import VGG16BN
 
 ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]
 FactoryT = TypeVar("FactoryT", bound=ModelFactory)
@@ -57,3 +59,8 @@ def available_models() -> list[str]:
 register_model("lenet300")(LeNet300100)
 register_model("lenet5")(LeNet5)
 register_model("lenet5-caffe")(LeNet5Caffe)
+register_model("vgg16-bn")(VGG16BN)
+register_model("resnet20")(resnet20)
+register_model("resnet56")(resnet56)
+register_model("resnet50-cifar")(resnet50_cifar)
+register_model("resnet18-cifar")(resnet18_cifar)

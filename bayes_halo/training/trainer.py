@@ -94,20 +94,21 @@ def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: in
     model = _wrap(module, config, runtime)
     optimizer = build_optimizer(module, config)
     schedule = build_schedule(optimizer, config)
-    batches = torch.Generator().manual_seed(seed + 1)  # on the CPU: the same order on any device
+    # both on the CPU: the same batch order and the same crops on any device and every rank
+    batches, crops = torch.Generator().manual_seed(seed + 1), torch.Generator().manual_seed(seed + 2)
     history: list[dict[str, float]] = []
     if resume:
         if checkpoint is None:
             raise CheckpointError("resume needs a checkpoint path")
-        history = _restore(checkpoint, module, optimizer, schedule, batches, signature or {})
-    x, y = data.x_train.to(runtime.device), data.y_train.to(runtime.device)
-    steps_per_epoch = -(-len(y) // config.batch_size)
+        history = _restore(checkpoint, module, optimizer, schedule, batches, crops, signature or {})
+    data = data.to(runtime.device)
+    steps_per_epoch = -(-data.n_train // config.batch_size)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
                disable=not (progress and runtime.master_process), desc=label, unit="step", dynamic_ncols=True,
                mininterval=0.5)
     try:
         for epoch in range(len(history), config.epochs):
-            history.append(_epoch(model, module, x, y, config, optimizer, batches, epoch, bar, runtime))
+            history.append(_epoch(model, module, data, config, optimizer, batches, crops, epoch, bar, runtime))
             schedule.step()
             bar.set_postfix(nll=f"{history[-1]['nll']:.4f}", penalty=f"{history[-1]['penalty']:.4g}",
                             acc=f"{history[-1]['train_accuracy']:.3f}", zero=f"{history[-1]['near_zero']:.1%}",
@@ -115,7 +116,7 @@ def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: in
             if checkpoint is not None and runtime.master_process:
                 save_checkpoint(checkpoint, {
                     "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "batches": batches.get_state(),
+                    "schedule": schedule.state_dict(), "batches": batches.get_state(), "crops": crops.get_state(),
                     "history": history, "signature": signature or {}})
     finally:
         bar.close()
@@ -136,8 +137,8 @@ def _wrap(module: BayesianModule, config: TrainConfig, runtime: Runtime) -> nn.M
                                    else None)
 
 
-def _epoch(model: nn.Module, module: BayesianModule, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-           optimizer: torch.optim.Optimizer, batches: torch.Generator, epoch: int, bar: tqdm,
+def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: TrainConfig,
+           optimizer: torch.optim.Optimizer, batches: torch.Generator, crops: torch.Generator, epoch: int, bar: tqdm,
            runtime: Runtime) -> dict[str, float]:
     """One pass over the training set; returns the epoch's record.
 
@@ -147,14 +148,18 @@ def _epoch(model: nn.Module, module: BayesianModule, x: torch.Tensor, y: torch.T
     """
     start = time.perf_counter()
     model.train()
+    x, y = data.x_train, data.y_train
     n, size = len(y), config.batch_size
-    nll_sum, penalty_sum = x.new_zeros(()), x.new_zeros(())
+    nll_sum, penalty_sum = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     order = torch.randperm(n, generator=batches).to(x.device)
+    draws = data.augmentation_draws(n, crops)  # one crop and flip per example and epoch, or None
+    draws = draws.to(x.device) if draws is not None else None
     for first in range(0, n, size):
         batch = order[first:first + size]
         idx = runtime.share(batch)
-        xb, yb = x[idx], y[idx]
+        xb = data.prepare_batch(x[idx], None if draws is None else draws[:, idx])
+        yb = y[idx]
         step = model(xb, yb, len(idx) * runtime.world_size / len(batch))
         optimizer.zero_grad(set_to_none=True)
         step.loss.backward()
@@ -182,7 +187,7 @@ def _epoch(model: nn.Module, module: BayesianModule, x: torch.Tensor, y: torch.T
 
 
 def _restore(path: str | Path, module: BayesianModule, optimizer: torch.optim.Optimizer,
-             schedule: torch.optim.lr_scheduler.LRScheduler, batches: torch.Generator,
+             schedule: torch.optim.lr_scheduler.LRScheduler, batches: torch.Generator, crops: torch.Generator,
              signature: dict[str, Any]) -> list[dict[str, float]]:
     """Load a checkpoint into the training state; returns the history so far."""
     state = load_checkpoint(path, required=("module", "optimizer", "schedule", "batches", "history", "signature"))
@@ -197,4 +202,6 @@ def _restore(path: str | Path, module: BayesianModule, optimizer: torch.optim.Op
         raise CheckpointError(f"checkpoint {path} does not fit this network ({type(err).__name__})") from None
     schedule.load_state_dict(state["schedule"])
     batches.set_state(state["batches"])
+    if "crops" in state:  # checkpoints of bayes_halo 0.1 predate augmentation
+        crops.set_state(state["crops"])
     return list(state["history"])
