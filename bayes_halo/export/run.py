@@ -46,8 +46,8 @@ def export_run(run_dir: str | Path, keep: float, criterion: str = "magnitude", o
     dense = run.module.net.eval()
     masked = pruned_copy(dense, masks).eval()
     input_shape = tuple(load_checkpoint_file(run_dir / MODEL)["input_shape"])
-    meta = {"run": str(run_dir), "model": run.config.model, "keep": keep, "criterion": criterion,
-            "by": run.config.prune_by, "version": __version__}
+    meta = {"run": str(run_dir), "model": run.config.model, "input_shape": list(input_shape), "keep": keep,
+            "criterion": criterion, "by": run.config.prune_by, "version": __version__}
     exported = export_network(masked, input_shape, meta)
     save_torch(out, exported.state)
     result = _sizes(dense, masked, exported, run_dir, out)
