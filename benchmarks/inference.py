@@ -10,7 +10,8 @@ For each (run, keep fraction) the variants are
 * ``masked-hooks``: pruned with ``torch.nn.utils.prune`` hooks still attached (what a user of
   torch's pruning utilities runs: ``weight = weight_orig * mask`` on every call);
 * ``export``: the file written by ``python -m bayes_halo.export``, loaded with ``load_export``;
-* ``export-jit``: the export traced and frozen with TorchScript (less per-call Python overhead).
+* ``export-jit``: ``load_export(..., jit=True)``, scripted and frozen with TorchScript (less
+  per-call Python overhead).
 
 Every variant runs at batch 1 and batch 1000 on the same inputs; variants are interleaved in
 rounds (A, B, C, ... A, B, C, ...) so that load from other processes hits them alike, and each
@@ -24,6 +25,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see bayes_halo/__init__.py
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -46,13 +48,12 @@ def variants(run_dir: Path, keep: float, workdir: Path) -> tuple[dict[str, nn.Mo
     run = load_run(run_dir)
     masks = keep_masks(pruning_criteria(run.module)["magnitude"], keep, by=run.config.prune_by)
     dense = run.module.net.eval()
-    hooked = pruned_copy(dense, {})
+    hooked = copy.deepcopy(dense)
     apply_masks(hooked, masks)
     out = workdir / f"{run_dir.name}-{keep:g}.pt"
     report = export_run(run_dir, keep, out=out, report=out.with_suffix(".json"), evaluate=False)
     small = load_export(out)
-    example = torch.zeros(1, *report["input_shape"])
-    jit = torch.jit.freeze(torch.jit.trace(small, example).eval())
+    jit = load_export(out, jit=True)
     dense.requires_grad_(False)
     hooked.eval().requires_grad_(False)
     return {"dense": dense, "masked": pruned_copy(dense, masks).eval(), "masked-hooks": hooked,
@@ -95,7 +96,9 @@ def benchmark(nets: dict[str, Callable], input_shape: tuple[int, ...], rounds: i
     rows = {name: [] for name in nets}
     for batch in BATCHES:
         x = torch.rand(batch, *input_shape)
-        calls = {name: max(1, int(seconds / max(time_calls(net, x, 3), 1e-7))) for name, net in nets.items()}
+        for net in nets.values():  # warm up: TorchScript specialises on the first calls of each shape
+            time_calls(net, x, 20)
+        calls = {name: max(1, int(seconds / max(time_calls(net, x, 5), 1e-7))) for name, net in nets.items()}
         times = {name: [] for name in nets}
         for _ in range(rounds):
             for name, net in nets.items():

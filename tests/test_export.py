@@ -226,6 +226,8 @@ def test_default_run_export_matches_masked_network(mnist, keep, tmp_path):
     report = export_run(DEFAULT_RUN, keep, out=tmp_path / "small.pt", evaluate=False)
     small = load_export(tmp_path / "small.pt")
     _same_outputs(masked, small, mnist.x_test)
+    with torch.no_grad():
+        assert torch.equal(load_export(tmp_path / "small.pt", jit=True)(mnist.x_test[:500]), small(mnist.x_test[:500]))
     recorded = next(r["test_accuracy"] for r in run.metrics["pruned"]
                     if r["criterion"] == "magnitude" and r["keep"] == keep)
     with torch.no_grad():
