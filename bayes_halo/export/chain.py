@@ -99,6 +99,8 @@ def _as_layer(net: nn.Module, node: fx.Node) -> nn.Module | None:
         args = list(node.args[1:]) + [node.kwargs.get(k) for k in ("start_dim", "end_dim") if k in node.kwargs]
         return _flatten(node, *args)
     if node.op == "call_function" and node.target is F.dropout:
+        if node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True):
+            raise ConfigError(f"export: {node.name!r} calls F.dropout with training=True, so it drops even in eval mode")
         return nn.Identity()
     target = getattr(node.target, "__name__", node.target)
     raise ConfigError(f"export does not support the operation {target!r} at {node.name!r}; supported: {SUPPORTED}")

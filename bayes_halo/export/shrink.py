@@ -82,6 +82,10 @@ def shrink(names: list[str], layers: list[nn.Module],
     if not prunable:
         raise ConfigError("export found no Linear or Conv2d layer to shrink")
     shapes = _input_shapes(layers, input_shape)
+    for i in prunable:
+        if isinstance(layers[i], nn.Linear) and len(shapes[i]) != 2:
+            raise ConfigError(f"export: {names[i]} is a Linear applied to a {len(shapes[i])}-d activation; "
+                              "only [batch, features] inputs (after flatten) are supported")
     groups = [1] + [_group(layers[a + 1:b], shapes[a + 1:b]) for a, b in zip(prunable, prunable[1:])]
     gatherable = all(isinstance(layer, nn.Flatten) for layer in layers[:prunable[0]])
     notes: list[str] = []
