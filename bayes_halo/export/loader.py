@@ -74,7 +74,7 @@ def build_layer(spec: dict[str, Any]) -> nn.Module:
         target = getattr(layer, name)
         if target.shape != value.shape:
             raise ValueError(f"{kind}.{name}: stored shape {tuple(value.shape)}, layer has {tuple(target.shape)}")
-        target.data = value.to(target.dtype) if name == "num_batches_tracked" else value
+        target.data = value
     return layer
 
 

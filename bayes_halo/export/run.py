@@ -50,7 +50,7 @@ def export_run(run_dir: str | Path, keep: float, criterion: str = "magnitude", o
             "criterion": criterion, "by": run.config.prune_by, "version": __version__}
     exported = export_network(masked, input_shape, meta)
     save_torch(out, exported.state)
-    result = _sizes(dense, masked, exported, run_dir, out)
+    result = _sizes(dense, exported, run_dir, out)
     result = {**meta, "architecture_before": "-".join(map(str, exported.report.widths_before)),
               "architecture_after": "-".join(map(str, exported.report.widths_after)), **result,
               "layers": exported.report.layers, "layouts": exported.layouts(), "notes": exported.report.notes,
@@ -89,7 +89,7 @@ def _logits(net: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
     return torch.cat([net(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def _sizes(dense: nn.Module, masked: nn.Module, exported: ExportedNetwork, run_dir: Path, out: Path) -> dict[str, Any]:
+def _sizes(dense: nn.Module, exported: ExportedNetwork, run_dir: Path, out: Path) -> dict[str, Any]:
     """Weight counts and bytes: the dense parameters as ``torch.save`` writes them, the export file."""
     buffer = io.BytesIO()
     torch.save(dense.state_dict(), buffer)
