@@ -48,6 +48,7 @@ class FitResult:
     module: BayesianModule
     metrics: dict[str, Any]
     out_dir: Path | None = None
+    input_shape: tuple[int, ...] | None = None  # ``(C, H, W)`` of one input image
 
 
 @dataclass
@@ -152,7 +153,7 @@ def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool =
     result = train_module(config, module, data, checkpoint=out / CHECKPOINT if out else None, resume=resuming,
                           progress=progress, runtime=runtime)
     if not runtime.master_process:
-        return FitResult(config, module, {"history": result.history}, out)
+        return FitResult(config, module, {"history": result.history}, out, data.input_shape)
     metrics = evaluate_run(module, data, config, train_seconds=result.train_seconds, progress=progress)
     metrics["history"] = result.history
     if config.posterior.svi:
@@ -164,7 +165,7 @@ def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool =
                                  "n_data": data.n_train, "module": {k: v.cpu() for k, v in module.state_dict().items()},
                                  "pilot": pilot.weights if pilot else None})
         _write_outputs(out, metrics)
-    return FitResult(config, module, metrics, out)
+    return FitResult(config, module, metrics, out, data.input_shape)
 
 
 def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, train_seconds: float = float("nan"),
@@ -219,7 +220,7 @@ def load_run(out_dir: str | Path) -> FitResult:
     except RuntimeError as err:
         raise CheckpointError(f"{out / MODEL} does not fit a {config.model.model} network: {err}") from None
     metrics = json.loads((out / METRICS).read_text()) if (out / METRICS).exists() else {}
-    return FitResult(config, module, metrics, out)
+    return FitResult(config, module, metrics, out, tuple(state["input_shape"]))
 
 
 def _prepare_out_dir(out: Path, config: RunConfig, resume: bool, overwrite: bool, write: bool = True) -> None:

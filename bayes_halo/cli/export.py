@@ -1,0 +1,115 @@
+"""``python -m bayes_halo.export``: a pruned run as a physically smaller network."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import BayesHaloError
+from .options import as_flags, flag_names
+
+DESCRIPTION = """\
+Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction exactly as fit
+does (same criterion, same global/layer ranking), then ship the network it computes:
+
+  * every dead hidden unit (Linear output, Conv2d output channel) is removed: units with no kept
+    outgoing weight, and constant units (no kept incoming weight except from constant units),
+    whose constant output is folded into the next layer's bias, so the function is unchanged;
+    the inputs the network never reads are dropped by a gather in front of the first layer;
+  * each remaining tensor is stored dense, CSR or bitmask + values, whichever is smallest; the
+    prior's lambdas and the optimiser state are dropped;
+  * BatchNorm right after a Linear/Conv2d is folded into it; any other BatchNorm is kept.
+
+Supported networks: a single chain of Linear, Conv2d, ReLU-type activations, pooling,
+BatchNorm, flatten(1), Dropout (the LeNets).  Branching networks (residual connections) stop
+with an error.
+
+Load the result with one call (bayes_halo/export/loader.py imports only torch):
+  from bayes_halo.export import load_export;  net = load_export("small.pt")
+"""
+
+EPILOG = """\
+prints and writes to export.json (beside --out, or --report): the architecture before and
+after (units per layer, inputs first), weights and non-zeros before and after, bytes of the
+dense weights (torch.save of the state_dict) and of the export, and test accuracy of the masked
+network and of the export loaded back from disk, with the number of test examples whose
+prediction differs (0 expected).
+
+examples:
+  python -m bayes_halo.export experiments/default_run/run --keep 0.01 --out small.pt
+  python -m bayes_halo.export runs/my-run --keep 0.02 --criterion halo-coefficient --onnx small.onnx
+exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --criterion) or a network export
+cannot shrink.
+"""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``bayes_halo.export``."""
+    parser = _OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION, epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run (holds model.pt and config.json)")
+    parser.add_argument("--keep", type=float, required=True, help="fraction of the prunable weights kept, in (0, 1]")
+    parser.add_argument("--criterion", default="magnitude",
+                        help="pruning criterion, as in the run's metrics.json: magnitude (default) or, "
+                             "for HALO runs, halo-coefficient")
+    parser.add_argument("--out", help="export file (default: RUN_DIR/small.pt)")
+    parser.add_argument("--report", help="JSON report (default: export.json beside --out)")
+    parser.add_argument("--onnx", nargs="?", const="", metavar="PATH",
+                        help="also write an ONNX file (default path: --out with suffix .onnx); checked "
+                             "with onnxruntime when it is installed (pip install 'bayes_halo[onnx]')")
+    parser.add_argument("--data-dir", help="where the run's data set lives (default: the run's data_dir)")
+    parser.add_argument("--no-eval", dest="evaluate", action="store_false",
+                        help="skip the test-set comparison (no data needed)")
+    return parser
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The printed summary of an export."""
+    lines = [f"{report['model']} at {100 * report['keep']:g} % kept ({report['criterion']}, {report['by']}): "
+             f"{report['architecture_before']} -> {report['architecture_after']}",
+             f"weights {report['weights_before']:,} ({report['nonzero_before']:,} non-zero) -> "
+             f"{report['weights_after']:,} ({report['nonzero_after']:,} non-zero)",
+             f"bytes: dense weights {report['dense_weights_bytes']:,} (model.pt {report['model_pt_bytes']:,}) -> "
+             f"export {report['export_bytes']:,} ({100 * report['export_fraction_of_dense']:.2f} % of dense)"]
+    lines += [f"note: {note}" for note in report["notes"]]
+    if "test" in report:
+        t = report["test"]
+        lines.append(f"test accuracy: masked {100 * t['masked_accuracy']:.2f} %, export "
+                     f"{100 * t['export_accuracy']:.2f} %; predictions differ on {t['predictions_differ']} of "
+                     f"{t['examples']:,} (largest logit difference {t['max_abs_logit_difference']:.2g})")
+        if "onnx_predictions_differ" in t:
+            lines.append(f"onnx (onnxruntime): predictions differ from the masked network's on "
+                         f"{t['onnx_predictions_differ']} of {t['examples']:,}")
+    lines.append(f"wrote {report['export']}" + (f", {report['onnx']}" if "onnx" in report else "")
+                 + f" and {report['report']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a one-line argument error
+        return int(stop.code or 0)
+    from ..export import export_run  # after parsing: --help stays fast
+
+    onnx = args.onnx
+    if onnx == "":
+        onnx = str(args.out or f"{args.run_dir}/small.pt").rsplit(".", 1)[0] + ".onnx"
+    try:
+        report = export_run(args.run_dir, args.keep, args.criterion, out=args.out, report=args.report, onnx=onnx,
+                            data_dir=args.data_dir, evaluate=args.evaluate)
+    except BayesHaloError as err:
+        print(f"{parser.prog}: error: {as_flags(err, flag_names(parser))}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 0
