@@ -10,53 +10,7 @@ from bayes_halo.data import ArrayData, BatchTransform, load_cifar_tensors, load_
 from bayes_halo.data import cifar as cifar_module
 from bayes_halo.errors import ConfigError, DataUnavailableError
 from bayes_halo.training.evaluate import accuracy
-
-CIFAR10_NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
-
-
-def _dump(path, content):
-    """Pickle with protocol 2 and bytes keys: how the official files look when read with encoding='bytes'."""
-    with open(path, "wb") as stream:
-        pickle.dump(content, stream, protocol=2)
-
-
-def write_cifar10(root, per_batch=60, n_test=50, seed=0):
-    """Five training batches, a test batch and batches.meta; returns the raw arrays written."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    train_data, train_labels = [], []
-    for i in range(1, 6):
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, per_batch).tolist()
-        _dump(folder / f"data_batch_{i}", {b"batch_label": f"training batch {i} of 5".encode(), b"labels": labels,
-                                           b"data": data, b"filenames": [b"x.png"] * per_batch})
-        train_data.append(data)
-        train_labels += labels
-    test_data = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
-    test_labels = rng.integers(0, 10, n_test).tolist()
-    _dump(folder / "test_batch", {b"batch_label": b"testing batch 1 of 1", b"labels": test_labels,
-                                  b"data": test_data, b"filenames": [b"x.png"] * n_test})
-    _dump(folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"label_names": CIFAR10_NAMES,
-                                    b"num_vis": 3072})
-    return np.concatenate(train_data), np.array(train_labels), test_data, np.array(test_labels)
-
-
-def write_cifar100(root, n_train=200, n_test=40, seed=1, label_high=100):
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    arrays = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        fine = rng.integers(0, label_high, n).tolist()
-        _dump(folder / split, {b"filenames": [b"x.png"] * n, b"batch_label": split.encode(), b"fine_labels": fine,
-                               b"coarse_labels": [f // 5 for f in fine], b"data": data})
-        arrays[split] = (data, np.array(fine))
-    fine_names = [f"class{i:02d}".encode() for i in range(100)]
-    _dump(folder / "meta", {b"fine_label_names": fine_names, b"coarse_label_names": [b"c"] * 20})
-    return arrays, [n.decode() for n in fine_names]
-
+from fake_cifar import CIFAR10_NAMES, dump, write_cifar10, write_cifar100
 
 def channel_major(data):
     """Image i, channel c, row r, column k is byte ``c * 1024 + r * 32 + k`` of row i (the CIFAR layout)."""
@@ -162,10 +116,10 @@ def test_offline_download_fails_into_the_same_one_line_error(tmp_path):
 def test_corrupt_or_hostile_files_are_refused(tmp_path):
     write_cifar10(tmp_path)
     folder = tmp_path / "cifar-10-batches-py"
-    _dump(folder / "data_batch_2", {b"data": np.zeros((4, 100), np.uint8), b"labels": [0, 1, 2, 3]})
+    dump(folder / "data_batch_2", {b"data": np.zeros((4, 100), np.uint8), b"labels": [0, 1, 2, 3]})
     with pytest.raises(DataUnavailableError, match="data_batch_2 is not a CIFAR-10 batch"):
         load_cifar_tensors("cifar10", tmp_path, download=False)
-    _dump(folder / "data_batch_2", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]})
+    dump(folder / "data_batch_2", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]})
     with pytest.raises(DataUnavailableError, match="labels in 0..9"):
         load_cifar_tensors("cifar10", tmp_path, download=False)
     (folder / "data_batch_2").write_bytes(pickle.dumps(os.getcwd, protocol=2))  # a callable: never unpickled
