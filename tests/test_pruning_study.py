@@ -152,6 +152,23 @@ def test_submitit_jobs_give_the_pool_rows_and_resume(tmp_path):
     assert (tmp_path / "jobs" / "results.csv").read_text() == before
 
 
+@pytest.mark.slow
+def test_a_job_that_dies_is_reported_with_its_log(tmp_path):
+    pytest.importorskip("submitit", reason="--executor submitit needs submitit (in the test extra)")
+    sys.path.insert(0, str(STUDY_DIR))
+    try:
+        runner, executors = importlib.import_module("run"), importlib.import_module("executors")
+    finally:
+        sys.path.remove(str(STUDY_DIR))
+    options = executors.SubmititOptions(cluster="local", folder=tmp_path, partition=None, gpus=0, cpus=1,
+                                        timeout_min=5, max_jobs=None)
+    broken = runner.Job("broken", "dense", None)  # no settings: a TypeError in the job, not a BayesHaloError
+    [finished] = executors.submitted([broken], executors.executor(options, name="tiny"), options)
+    assert finished.job is broken and finished.rows is None and finished.crashed
+    log = Path(finished.error.rsplit("log: ", 1)[1])
+    assert "TypeError" in finished.error and "TypeError" in log.read_text()
+
+
 def test_choice_needs_every_seed(report):
     """A grid point missing a seed never competes, however good its validation accuracy."""
     def row(xi, seed, val, test):

@@ -82,20 +82,26 @@ def _run_in_job(paths: list[str], cwd: str, run_id: str, method: str, settings: 
         return str(err)
 
 
-def submitted(todo: list[Any], options: SubmititOptions, name: str) -> Iterator[Finished]:
-    """Runs as submitit jobs, at most ``options.max_jobs`` at a time; unfinished jobs are cancelled on exit.
-
-    A job that dies (crash, time limit, cancellation, node failure) is yielded ``crashed`` with
-    its log's path: rerunning the study resubmits it.  SLURM requeues a preempted job itself.
-    """
-    import cloudpickle
+def executor(options: SubmititOptions, name: str) -> Any:
+    """submitit's executor for the jobs, asking for what the options say (RuntimeError: no such cluster here)."""
     import submitit
 
+    made = submitit.AutoExecutor(folder=options.folder, cluster=options.cluster)
+    made.update_parameters(timeout_min=options.timeout_min, cpus_per_task=options.cpus, gpus_per_node=options.gpus,
+                           name=name, **({"slurm_partition": options.partition} if options.partition else {}))
+    return made
+
+
+def submitted(todo: list[Any], executor: Any, options: SubmititOptions) -> Iterator[Finished]:
+    """Runs as jobs of the submitit ``executor``, at most ``options.max_jobs`` at a time.
+
+    Jobs still queued or running when this stops (e.g. Ctrl-C) are cancelled.  A job that
+    dies (crash, time limit, cancellation, node failure) is yielded ``crashed`` with its log's
+    path: rerunning the study resubmits it.  SLURM requeues a preempted job by itself.
+    """
+    import cloudpickle
+
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # _run_in_job travels by value
-    executor = submitit.AutoExecutor(folder=options.folder, cluster=options.cluster)
-    executor.update_parameters(timeout_min=options.timeout_min, cpus_per_task=options.cpus,
-                               gpus_per_node=options.gpus, name=name,
-                               **({"slurm_partition": options.partition} if options.partition else {}))
     paths = [str(Path(__file__).resolve().parent), str(Path(bayes_halo.__file__).resolve().parents[1])]
     waiting, running = list(todo), []
     limit = options.max_jobs or len(todo)
@@ -123,9 +129,20 @@ def _outcome(handle: Any, job: Any) -> Finished:
     try:
         result = handle.result()
     except Exception as err:  # submitit's FailedJobError / UncompletedJobError: the job itself died
-        last = [line for line in str(err).splitlines() if line.strip()][-1:] or [type(err).__name__]
-        return Finished(job, None, f"job {handle.job_id} died ({last[0].strip()}); log: {handle.paths.stderr}",
+        return Finished(job, None, f"job {handle.job_id} died ({_reason(err)}); log: {handle.paths.stderr}",
                         crashed=True)
     if isinstance(result, str):
         return Finished(job, None, result)
     return Finished(job, result)
+
+
+def _reason(err: Exception) -> str:
+    """The last line of a crashed job's traceback, or the first words of submitit's "no result" error."""
+    rule = "-" * 22  # submitit's FailedJobError quotes the job's traceback between two such rules
+    lines = [line.strip() for line in str(err).splitlines()]
+    if rule in lines:
+        trace = lines[lines.index(rule) + 1:]
+        trace = [line for line in trace[:trace.index(rule)] if line] if rule in trace else trace
+        if trace:
+            return trace[-1]
+    return " ".join(lines[:2]) or type(err).__name__  # e.g. "Job 7 ... has not produced any output (state: TIMEOUT)"

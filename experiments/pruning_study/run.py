@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -193,18 +193,28 @@ def run_study(study: dict[str, Any], jobs: list[Job], out: Path,
     return died
 
 
+def usage_error(message: str) -> NoReturn:
+    """Stop with a one-line error and exit status 2."""
+    print(f"run.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def dispatcher(args: argparse.Namespace, study: dict[str, Any],
                out: Path) -> Callable[[list[Job]], Iterator[executors.Finished]]:
     """The executor the flags choose, as ``todo -> finished runs``."""
     if args.executor == "pool":
         return lambda todo: executors.pool(todo, run_job, args.workers or 2)
     if importlib.util.find_spec("submitit") is None:
-        raise SystemExit("run.py: error: --executor submitit needs submitit: python -m pip install submitit")
+        usage_error("--executor submitit needs submitit: python -m pip install submitit")
     options = executors.SubmititOptions(
         cluster=args.cluster, folder=(args.jobs_folder or out / "jobs").resolve(), partition=args.slurm_partition,
         gpus=args.gpus_per_run, cpus=args.cpus_per_run, timeout_min=args.timeout_min,
         max_jobs=args.workers or (None if args.cluster == "slurm" else 2))
-    return lambda todo: executors.submitted(todo, options, name=study["study"])
+    try:
+        executor = executors.executor(options, name=study["study"])
+    except RuntimeError as err:  # e.g. no SLURM here
+        usage_error(f"--cluster {args.cluster}: {err}")
+    return lambda todo: executors.submitted(todo, executor, options)
 
 
 def positive(text: str) -> int:
