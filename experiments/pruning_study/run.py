@@ -20,6 +20,7 @@ records each run's rows as its job finishes, so it must keep running until the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import hashlib
@@ -172,20 +173,22 @@ def run_study(study: dict[str, Any], jobs: list[Job], out: Path,
     print(f"{study['study']}: {len(jobs)} runs, {len(done)} already in {out / 'results.csv'}, {len(todo)} to go",
           flush=True)
     start, died = time.perf_counter(), 0
-    for finished, result in enumerate(dispatch(todo) if todo else (), 1):
-        job, new = result.job, result.rows
-        if new is None:  # e.g. divergence: the point lacks this seed and is not chosen
-            died += result.crashed
-            print(f"[{finished}/{len(todo)}] {job.run_id}: FAILED, not recorded: {result.error}", flush=True)
-            continue
-        rows.extend(new)
-        write_rows(out / "results.csv", rows)
-        elapsed = time.perf_counter() - start
-        shown = "magnitude+finetune" if new[0]["finetune_epochs"] else "magnitude"
-        accs = " ".join(f"{100 * r['keep']:g}%:{100 * r['val_accuracy']:.2f}" for r in new if r["criterion"] == shown)
-        print(f"[{finished}/{len(todo)}] {job.run_id}: val {accs} | {new[0]['run_seconds']:.0f} s | "
-              f"elapsed {elapsed / 60:.1f} min, eta {elapsed / finished * (len(todo) - finished) / 60:.1f} min",
-              flush=True)
+    with contextlib.closing(dispatch(todo)) as results:  # closed on any exit: no job outlives the runner
+        for finished, result in enumerate(results, 1):
+            job, new = result.job, result.rows
+            if new is None:  # e.g. divergence: the point lacks this seed and is not chosen
+                died += result.crashed
+                print(f"[{finished}/{len(todo)}] {job.run_id}: FAILED, not recorded: {result.error}", flush=True)
+                continue
+            rows.extend(new)
+            write_rows(out / "results.csv", rows)
+            elapsed = time.perf_counter() - start
+            shown = "magnitude+finetune" if new[0]["finetune_epochs"] else "magnitude"
+            accs = " ".join(f"{100 * r['keep']:g}%:{100 * r['val_accuracy']:.2f}"
+                            for r in new if r["criterion"] == shown)
+            print(f"[{finished}/{len(todo)}] {job.run_id}: val {accs} | {new[0]['run_seconds']:.0f} s | "
+                  f"elapsed {elapsed / 60:.1f} min, eta {elapsed / finished * (len(todo) - finished) / 60:.1f} min",
+                  flush=True)
     print(f"{study['study']}: {len(todo)} runs in {(time.perf_counter() - start) / 60:.1f} min wall", flush=True)
     if died:
         print(f"{study['study']}: {died} job(s) died and are not recorded; rerun the same command to retry them",
