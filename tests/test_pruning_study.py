@@ -2,10 +2,12 @@
 
 The table is checked against an independent pandas summary of results.csv, and the runner's
 resume logic by running it again (nothing reruns) and after editing one grid value (only that
-point's runs rerun).
+point's runs rerun).  Runs handed to submitit jobs (local subprocesses) must give the local
+pool's rows, number for number, and resume the same way.
 """
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-STUDY_DIR = Path(__file__).parents[1] / "experiments" / "pruning_study"
+REPO = Path(__file__).parents[1]
+STUDY_DIR = REPO / "experiments" / "pruning_study"
 RUN = STUDY_DIR / "run.py"
 
 
@@ -42,9 +45,11 @@ def tiny_study(lasso_grid):
     }
 
 
-def run_study(config: Path, out: Path) -> str:
-    done = subprocess.run([sys.executable, str(RUN), str(config), "--workers", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+def run_study(config: Path, out: Path, *flags: str, workers: int = 1) -> str:
+    """The runner's log; it imports this checkout's bayes_halo (the script's folder is its sys.path[0])."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(RUN), str(config), "--workers", str(workers), "--out", str(out),
+                           *flags], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -106,6 +111,62 @@ def test_runner_table_and_resume(tmp_path):
     assert "12 runs, 10 already in" in run_study(config, out)
     rows = pd.read_csv(out / "results.csv")
     assert sorted(rows.loc[rows["method"] == "lasso", "xi"].unique()) == [1e-4, 3e-3]
+
+
+def jobs_study():
+    """Three tiny runs (fine-tuned baseline, lasso, HALO) and one that diverges: four jobs."""
+    methods = tiny_study([1e-4])["methods"]
+    return {**tiny_study([1e-4]), "seeds": [0], "methods": {
+        "dense+finetune": methods["dense+finetune"], "lasso": methods["lasso"],
+        "halo": {**methods["halo"], "grid": {"xi": [1e-5], "psi": [1e-3]}},
+        "diverged": {"prior": "none", "grid": {"lr": [1e9]}}}}
+
+
+@pytest.mark.slow
+def test_submitit_jobs_give_the_pool_rows_and_resume(tmp_path):
+    pytest.importorskip("submitit", reason="--executor submitit needs submitit (in the test extra)")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(jobs_study()))
+    submitit = ["--executor", "submitit", "--cluster", "local"]
+    pool_log = run_study(config, tmp_path / "pool")
+    jobs_log = run_study(config, tmp_path / "jobs", *submitit, workers=2)
+    assert "tiny: 4 runs, 0 already" in jobs_log
+    assert jobs_log.count("submitted ") == 4
+    for log in (pool_log, jobs_log):  # a BayesHaloError is reported and not recorded, whichever executor
+        assert re.search(r"diverged lr=1e\+09 seed=0: FAILED, not recorded: training diverged", log)
+
+    def rows(out):
+        table = pd.read_csv(out / "results.csv").drop(columns=["train_seconds", "run_seconds"])
+        return table.sort_values(["run_id", "criterion", "keep"]).reset_index(drop=True)
+    pool, jobs = rows(tmp_path / "pool"), rows(tmp_path / "jobs")
+    assert sorted(pool["run_id"].unique()) == ["dense+finetune finetune_lr=0.05 seed=0",
+                                               "halo xi=1e-05 psi=0.001 seed=0", "lasso xi=0.0001 seed=0"]
+    pd.testing.assert_frame_equal(jobs, pool, check_exact=True)  # single-thread runs: the same numbers
+    assert len(list((tmp_path / "jobs" / "jobs").glob("*_log.err"))) == 4  # each job its own log
+    assert (tmp_path / "jobs" / "table.md").read_text() == (tmp_path / "pool" / "table.md").read_text()
+
+    before = (tmp_path / "jobs" / "results.csv").read_text()
+    again = run_study(config, tmp_path / "jobs", *submitit, workers=2)
+    assert "tiny: 4 runs, 3 already in" in again  # only the diverged run, never recorded, is tried again
+    assert again.count("submitted ") == 1 and "submitted diverged lr=1e+09 seed=0" in again
+    assert (tmp_path / "jobs" / "results.csv").read_text() == before
+
+
+@pytest.mark.slow
+def test_a_job_that_dies_is_reported_with_its_log(tmp_path):
+    pytest.importorskip("submitit", reason="--executor submitit needs submitit (in the test extra)")
+    sys.path.insert(0, str(STUDY_DIR))
+    try:
+        runner, executors = importlib.import_module("run"), importlib.import_module("executors")
+    finally:
+        sys.path.remove(str(STUDY_DIR))
+    options = executors.SubmititOptions(cluster="local", folder=tmp_path, partition=None, gpus=0, cpus=1,
+                                        timeout_min=5, max_jobs=None)
+    broken = runner.Job("broken", "dense", None)  # no settings: a TypeError in the job, not a BayesHaloError
+    [finished] = executors.submitted([broken], executors.executor(options, name="tiny"), options)
+    assert finished.job is broken and finished.rows is None and finished.crashed
+    log = Path(finished.error.rsplit("log: ", 1)[1])
+    assert "TypeError" in finished.error and "TypeError" in log.read_text()
 
 
 def test_choice_needs_every_seed(report):

@@ -9,23 +9,31 @@ study continues where it stopped.  Afterwards ``report.py`` picks, per method an
 fraction, the grid point with the best MEAN VALIDATION accuracy across seeds and writes
 ``table.md`` and ``accuracy_vs_keep.png``.
 
+Runs execute in a local process pool (the default), or as submitit jobs: on a SLURM cluster
+(``--cluster slurm``) or as local subprocesses (``--cluster local``); either way this process
+records each run's rows as its job finishes, so it must keep running until the study is done.
+
     python experiments/pruning_study/run.py experiments/pruning_study/configs/lenet300.json --workers 2
+    python experiments/pruning_study/run.py CONFIG --executor submitit --cluster slurm \\
+        --slurm-partition gpu --gpus-per-run 1 --timeout-min 600
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import hashlib
+import importlib.util
 import io
 import itertools
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -36,6 +44,7 @@ from bayes_halo.config.sections import RunConfig
 from bayes_halo.pipeline import pilot_epochs_used, run_fit
 from bayes_halo.priors import prior_class
 
+import executors
 import report
 
 FIELDS = ["run_id", "config_sha", "method", "prior", "xi", "psi", "finetune_lr", "seed", "epochs",
@@ -111,13 +120,10 @@ def _data(dataset: str, val_size: int, seed: int) -> ArrayData:
     return load_dataset(dataset, "data", val_size=val_size, seed=seed, download=False)
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def run_job(job: Job) -> list[dict[str, Any]]:
-    """Train, prune and evaluate one run; returns its results.csv rows."""
-    config = job.config
+def run_job(job: Job, threads: int = 1) -> list[dict[str, Any]]:
+    """Train, prune and evaluate one run on ``threads`` torch threads; returns its results.csv rows."""
+    torch.set_num_threads(threads)
+    config = job.config.replace(threads=threads)
     start = time.perf_counter()
     metrics = run_fit(config, progress=False, data=_data(config.data.dataset, config.data.val_size, config.seed)).metrics
     seconds = time.perf_counter() - start
@@ -153,42 +159,113 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     write_text(path, buffer.getvalue())
 
 
-def run_study(study: dict[str, Any], jobs: list[Job], out: Path, workers: int) -> None:
-    """Run every job not yet in ``out/results.csv``, in ``workers`` processes of one thread each."""
+def run_study(study: dict[str, Any], jobs: list[Job], out: Path,
+              dispatch: Callable[[list[Job]], Iterator[executors.Finished]]) -> int:
+    """Run every job not yet in ``out/results.csv`` through ``dispatch``; returns how many jobs died.
+
+    Each finished run's rows are added to results.csv at once (atomically); a run that failed
+    (a ``BayesHaloError``, or a job that died) is reported and not recorded.
+    """
     current = {job.run_id: job.sha for job in jobs}
     rows = [r for r in read_rows(out / "results.csv") if current.get(r["run_id"]) == r["config_sha"]]
     done = {r["run_id"] for r in rows}
     todo = [job for job in jobs if job.run_id not in done]
     print(f"{study['study']}: {len(jobs)} runs, {len(done)} already in {out / 'results.csv'}, {len(todo)} to go",
           flush=True)
-    start = time.perf_counter()
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-        futures = {pool.submit(run_job, job): job for job in todo}
-        for finished, future in enumerate(as_completed(futures), 1):
-            job = futures[future]
-            try:
-                new = future.result()
-            except BayesHaloError as err:  # e.g. divergence: the point lacks this seed and is not chosen
-                print(f"[{finished}/{len(todo)}] {job.run_id}: FAILED, not recorded: {err}", flush=True)
+    start, died = time.perf_counter(), 0
+    with contextlib.closing(dispatch(todo)) as results:  # closed on any exit: no job outlives the runner
+        for finished, result in enumerate(results, 1):
+            job, new = result.job, result.rows
+            if new is None:  # e.g. divergence: the point lacks this seed and is not chosen
+                died += result.crashed
+                print(f"[{finished}/{len(todo)}] {job.run_id}: FAILED, not recorded: {result.error}", flush=True)
                 continue
             rows.extend(new)
             write_rows(out / "results.csv", rows)
             elapsed = time.perf_counter() - start
             shown = "magnitude+finetune" if new[0]["finetune_epochs"] else "magnitude"
-            accs = " ".join(f"{100 * r['keep']:g}%:{100 * r['val_accuracy']:.2f}" for r in new if r["criterion"] == shown)
+            accs = " ".join(f"{100 * r['keep']:g}%:{100 * r['val_accuracy']:.2f}"
+                            for r in new if r["criterion"] == shown)
             print(f"[{finished}/{len(todo)}] {job.run_id}: val {accs} | {new[0]['run_seconds']:.0f} s | "
                   f"elapsed {elapsed / 60:.1f} min, eta {elapsed / finished * (len(todo) - finished) / 60:.1f} min",
                   flush=True)
     print(f"{study['study']}: {len(todo)} runs in {(time.perf_counter() - start) / 60:.1f} min wall", flush=True)
+    if died:
+        print(f"{study['study']}: {died} job(s) died and are not recorded; rerun the same command to retry them",
+              flush=True)
+    return died
 
 
-def main() -> None:
+def usage_error(message: str) -> NoReturn:
+    """Stop with a one-line error and exit status 2."""
+    print(f"run.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def dispatcher(args: argparse.Namespace, study: dict[str, Any],
+               out: Path) -> Callable[[list[Job]], Iterator[executors.Finished]]:
+    """The executor the flags choose, as ``todo -> finished runs``."""
+    if args.executor == "pool":
+        return lambda todo: executors.pool(todo, run_job, args.workers or 2)
+    if importlib.util.find_spec("submitit") is None:
+        usage_error("--executor submitit needs submitit: python -m pip install submitit")
+    options = executors.SubmititOptions(
+        cluster=args.cluster, folder=(args.jobs_folder or out / "jobs").resolve(), partition=args.slurm_partition,
+        gpus=args.gpus_per_run, cpus=args.cpus_per_run, timeout_min=args.timeout_min,
+        max_jobs=args.workers or (None if args.cluster == "slurm" else 2))
+    try:
+        executor = executors.executor(options, name=study["study"])
+    except RuntimeError as err:  # e.g. no SLURM here
+        usage_error(f"--cluster {args.cluster}: {err}")
+    return lambda todo: executors.submitted(todo, executor, options)
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def at_least_zero(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="a study config, e.g. configs/lenet300.json")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes, one torch thread each (default: 2)")
+    parser.add_argument("--workers", type=positive,
+                        help="runs at once: worker processes of one torch thread (pool), or jobs submitted and "
+                             "not yet finished (submitit) (default: 2; all runs with --cluster slurm)")
     parser.add_argument("--out", type=Path, help="results folder (default: experiments/results/<study>/)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite table.md and the plot")
+    parser.add_argument("--executor", choices=["pool", "submitit"], default="pool",
+                        help="where runs execute: a local process pool, or one submitit job per run (default: pool)")
+    group = parser.add_argument_group("submitit jobs (with --executor submitit)")
+    submitit_flags = [
+        group.add_argument("--cluster", choices=["slurm", "local", "debug"], default="slurm",
+                           help="submitit's cluster: SLURM jobs, local subprocesses, or in this process "
+                                "(default: slurm)"),
+        group.add_argument("--slurm-partition", help="SLURM partition of the jobs (default: the cluster's)"),
+        group.add_argument("--gpus-per-run", type=at_least_zero, default=0,
+                           help="GPUs each job asks for (default: 0; bayes_halo itself trains on the CPU today)"),
+        group.add_argument("--cpus-per-run", type=positive, default=1,
+                           help="CPUs each job asks for, also its torch threads (default: 1)"),
+        group.add_argument("--timeout-min", type=positive, default=24 * 60,
+                           help="time limit of each job, minutes (default: 1440)"),
+        group.add_argument("--jobs-folder", type=Path,
+                           help="submitit's folder: each job's logs, by job id (default: <results folder>/jobs)"),
+    ]
     args = parser.parse_args()
+    if args.executor == "pool":
+        for action in submitit_flags:
+            if getattr(args, action.dest) != action.default:
+                parser.error(f"{action.option_strings[0]} needs --executor submitit")
     try:
         study = load_study(args.config)
         jobs = build_jobs(study)
@@ -196,10 +273,10 @@ def main() -> None:
         raise SystemExit(f"run.py: error: {args.config}: {err}") from None
     out = args.out or report.results_dir(study)
     out.mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
-        run_study(study, jobs, out, args.workers)
+    died = 0 if args.report_only else run_study(study, jobs, out, dispatcher(args, study, out))
     report.write_report(study, read_rows(out / "results.csv"), out, args.config)
     print(f"wrote {out / 'results.csv'}, {out / 'table.md'}, {out / 'accuracy_vs_keep.png'}")
+    return 1 if died else 0
 
 
 if __name__ == "__main__":
