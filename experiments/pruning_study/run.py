@@ -40,7 +40,7 @@ import torch
 from bayes_halo.atomic import write_text
 from bayes_halo.data import ArrayData, load_dataset
 from bayes_halo.errors import BayesHaloError
-from bayes_halo.config.sections import RunConfig
+from bayes_halo.config.sections import DataConfig, RunConfig
 from bayes_halo.pipeline import pilot_epochs_used, run_fit
 from bayes_halo.priors import prior_class
 
@@ -115,9 +115,10 @@ def build_jobs(study: dict[str, Any]) -> list[Job]:
 
 
 @functools.lru_cache(maxsize=None)
-def _data(dataset: str, val_size: int, seed: int) -> ArrayData:
-    """The data of one seed's validation split, loaded once per worker process."""
-    return load_dataset(dataset, "data", val_size=val_size, seed=seed, download=False)
+def _data(data: DataConfig, seed: int) -> ArrayData:
+    """The data of one seed's validation split (``data_dir`` default: ./data), loaded once per worker process."""
+    return load_dataset(data.dataset, data.data_dir, val_size=data.val_size, seed=seed, download=data.download,
+                        subset=data.subset, augment=data.augment)
 
 
 def run_job(job: Job, threads: int = 1) -> list[dict[str, Any]]:
@@ -125,7 +126,7 @@ def run_job(job: Job, threads: int = 1) -> list[dict[str, Any]]:
     torch.set_num_threads(threads)
     config = job.config.replace(threads=threads)
     start = time.perf_counter()
-    metrics = run_fit(config, progress=False, data=_data(config.data.dataset, config.data.val_size, config.seed)).metrics
+    metrics = run_fit(config, progress=False, data=_data(config.data, config.seed)).metrics
     seconds = time.perf_counter() - start
     prune = config.prune
     budget = config.train.epochs + prune.finetune_epochs + pilot_epochs_used(config)
@@ -253,7 +254,8 @@ def main() -> int:
                                 "(default: slurm)"),
         group.add_argument("--slurm-partition", help="SLURM partition of the jobs (default: the cluster's)"),
         group.add_argument("--gpus-per-run", type=at_least_zero, default=0,
-                           help="GPUs each job asks for (default: 0; bayes_halo itself trains on the CPU today)"),
+                           help="GPUs each job asks for; a run trains on its `device` setting (default auto: "
+                                "its GPU when it has one) (default: 0)"),
         group.add_argument("--cpus-per-run", type=positive, default=1,
                            help="CPUs each job asks for, also its torch threads (default: 1)"),
         group.add_argument("--timeout-min", type=positive, default=24 * 60,
