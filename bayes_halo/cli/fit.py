@@ -139,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     posterior.add_argument("--svi-samples", type=int, default=default("svi_samples"),
                            help="posterior draws for diagnostics and the predictive (default: %(default)s)")
     posterior.add_argument("--keep-draws", nargs="+", default=[], metavar="SITE",
-                           help="sites whose draws posterior.nc keeps in full, e.g. fc3.weight (others: summaries only)")
+                           help="sites whose draws posterior.nc keeps in full, e.g. fc3.weight, or 'all' "
+                                "(others: a sample of --posterior-entries entries; summaries of every entry)")
+    posterior.add_argument("--posterior-entries", type=int, default=default("posterior_entries"), metavar="N",
+                           help="entries per site whose draws posterior.nc keeps, evenly spaced along each dim; "
+                                "0: summaries only (default: %(default)s)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--out", help="output folder (default: runs/<prior>-<model>-<dataset>-seed<seed>)")

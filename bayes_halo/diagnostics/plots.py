@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-import arviz as az
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -21,6 +20,8 @@ from torch import Tensor
 from ..atomic import save_figure
 from ..errors import ConfigError
 from ..pruning import plot as pruning_plot
+from . import arviz_compat
+from .arviz_compat import Result
 
 ArrayLike = Tensor | np.ndarray
 #: colours per method label, so MAP, SVI and NUTS look the same in every figure
@@ -159,42 +160,27 @@ def plot_accuracy_vs_keep(rows: Iterable[Mapping], path: str | Path | None = Non
     return _finish(pruning_plot.plot_accuracy_vs_keep(rows, **options), path)
 
 
-def plot_mcmc(idata: az.InferenceData, var_names: Sequence[str], kind: Literal["trace", "rank"] = "trace",
+def plot_mcmc(idata: Result, var_names: Sequence[str], kind: Literal["trace", "rank"] = "trace",
               coords: Mapping[str, Sequence] | None = None, path: str | Path | None = None) -> Figure:
     """ArviZ trace plot (density and trace per variable) or rank plot of MCMC ``var_names``.
 
-    ``coords`` selects entries, e.g. ``{"in": ["bmi", "s5"]}``; a trace plot then labels them.
+    ``coords`` selects entries, e.g. ``{"in": ["bmi", "s5"]}``.  ArviZ draws through pyplot; the
+    figure is detached from pyplot before it is returned.
     """
     import matplotlib.pyplot as plt
 
-    names = list(var_names)
-    layout = {"layout": "constrained"}
+    names, selection = list(var_names), dict(coords or {})
+    height = 2.6 * len(names) + 0.6
     with warnings.catch_warnings():  # arviz 0.23 calls a matplotlib 3.11 API deprecated for its own use
         warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
-        axes = _arviz_axes(idata, names, kind, dict(coords or {}), layout)
-    fig = np.ravel(axes)[0].figure
-    note = ("colours: entries of each variable; line styles: chains" if kind == "trace"
-            else "uniform bars = chains agree")
+        if kind == "trace":
+            fig = arviz_compat.plot_trace(idata, names, selection, figsize=(11, height))
+            note = "colours: entries of each variable; line styles: chains"
+        elif kind == "rank":
+            fig = arviz_compat.plot_rank(idata, names, selection, figsize=(11, height))
+            note = "uniform ranks = chains agree"
+        else:
+            raise ConfigError(f"kind must be 'trace' or 'rank', got {kind!r}")
     fig.suptitle(f"NUTS {kind} plot ({note})")
     plt.close(fig)
     return _finish(fig, path)
-
-
-def _arviz_axes(idata: az.InferenceData, names: list[str], kind: str, coords: dict, layout: dict) -> np.ndarray:
-    """The axes of ``az.plot_trace`` / ``az.plot_rank``, labelled."""
-    if kind == "trace":
-        axes = np.atleast_2d(az.plot_trace(idata, var_names=names, coords=coords, compact=True, legend=bool(coords),
-                                           figsize=(11, 2.6 * len(names) + 0.6), backend_kwargs=layout))
-        for left, right in axes:
-            left.set_xlabel("value")
-            left.set_ylabel("density")
-            right.set_xlabel("draw")
-            right.set_ylabel("value")
-    elif kind == "rank":
-        axes = np.atleast_1d(az.plot_rank(idata, var_names=names, coords=coords, kind="bars", backend_kwargs=layout))
-        for ax in axes.ravel():
-            ax.set_xlabel("rank of draw (all chains pooled)")
-            ax.set_ylabel("chain")
-    else:
-        raise ConfigError(f"kind must be 'trace' or 'rank', got {kind!r}")
-    return axes

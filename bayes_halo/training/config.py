@@ -73,6 +73,7 @@ class FitConfig:
     svi_lr: float = 1e-3
     svi_samples: int = 20
     keep_draws: tuple[str, ...] = ()
+    posterior_entries: int = 64
 
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
@@ -100,7 +101,7 @@ class FitConfig:
                               f"train with one of {', '.join(TRAINABLE_PRIORS)} and use SVI for the horseshoe")
         for name in ("epochs", "batch_size", "svi_epochs", "svi_samples"):
             _check(name, getattr(self, name), lambda v: v >= 1, "at least 1")
-        for name in ("pilot_epochs", "finetune_epochs", "val_size"):
+        for name in ("pilot_epochs", "finetune_epochs", "val_size", "posterior_entries"):
             _check(name, getattr(self, name), lambda v: v >= 0, "0 or more")
         for name in ("lr", "finetune_lr", "lr_gamma", "gamma", "near_zero", "svi_lr"):
             _check(name, getattr(self, name), lambda v: math.isfinite(v) and v > 0, "a positive number")
@@ -151,7 +152,8 @@ class FitConfig:
     def training_signature(self) -> dict[str, Any]:
         """Settings that must match for ``--resume`` to continue the same run."""
         ignore = {"keep", "prune_scope", "prune_by", "finetune_epochs", "finetune_lr", "threads",
-                  "data_dir", "download", "svi", "svi_epochs", "svi_lr", "svi_samples", "keep_draws"}
+                  "data_dir", "download", "svi", "svi_epochs", "svi_lr", "svi_samples", "keep_draws",
+                  "posterior_entries"}
         return {k: v for k, v in self.to_dict().items() if k not in ignore}
 
 
