@@ -73,7 +73,7 @@ class FitConfig:
     svi_lr: float = 1e-3
     svi_samples: int = 20
     keep_draws: tuple[str, ...] = ()
-    posterior_entries: int = 64
+    posterior_entries: int = 16
 
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
