@@ -14,7 +14,9 @@ DataFrames and matplotlib Figures, the same on both lines:
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,14 @@ def summary(result: Result, var_names: Sequence[str] | None = None, prob: float 
     return table[columns].astype(float)
 
 
+@contextmanager
+def _plotting() -> Iterator[None]:
+    """ArviZ 0.23's matplotlib backend calls an API that matplotlib 3.11 deprecates for it: not our warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
+        yield
+
+
 def _figure(plot: Any) -> Figure:
     """The matplotlib Figure behind an ArviZ plot's return value (a PlotCollection or axes)."""
     if ARVIZ_1:
@@ -116,10 +126,11 @@ def plot_forest(results: Mapping[str, Result], var_names: Sequence[str], prob: f
         data = {label: result for label, result in results.items()}
         plot = az.plot_forest(data if len(data) > 1 else next(iter(data.values())), var_names=names,
                               coords=selection, combined=True, point_estimate="mean", ci_kind="hdi",
-                              ci_probs=(0.5, prob), figure_kwargs={"figsize": figsize})
+                              ci_probs=(0.5, prob), figure_kwargs={"figsize": figsize, "layout": "constrained"})
     else:
-        plot = az.plot_forest(list(results.values()), model_names=list(results), var_names=names, coords=selection,
-                              combined=True, hdi_prob=prob, figsize=figsize)
+        with _plotting():
+            plot = az.plot_forest(list(results.values()), model_names=list(results), var_names=names, coords=selection,
+                                  combined=True, hdi_prob=prob, figsize=figsize)
     return _figure(plot)
 
 
@@ -128,11 +139,12 @@ def plot_trace(result: Result, var_names: Sequence[str], coords: Mapping[str, Se
     """Per variable: marginal density (left panel) and trace of every chain (right panel), entries overlaid."""
     names, selection = list(var_names), dict(coords or {})
     if ARVIZ_1:
-        plot = az.plot_trace_dist(result, var_names=names, coords=selection, compact=True,
-                                  figure_kwargs={"figsize": figsize})
+        plot = az.plot_trace_dist(result, var_names=names, coords=selection, compact=True, kind="kde",
+                                  figure_kwargs={"figsize": figsize, "layout": "constrained"})
     else:
-        plot = az.plot_trace(result, var_names=names, coords=selection, compact=True, legend=bool(selection),
-                             figsize=figsize, backend_kwargs={"layout": "constrained"})
+        with _plotting():
+            plot = az.plot_trace(result, var_names=names, coords=selection, compact=True, legend=bool(selection),
+                                 figsize=figsize, backend_kwargs={"layout": "constrained"})
     fig = _figure(plot)
     for density, trace in zip(fig.axes[0::2], fig.axes[1::2]):
         density.set(xlabel="value", ylabel="density")
@@ -145,11 +157,13 @@ def plot_rank(result: Result, var_names: Sequence[str], coords: Mapping[str, Seq
     """Rank plot per entry: chains agree when their ranks are uniform (1.x: rank ECDFs; 0.23: rank bars)."""
     names, selection = list(var_names), dict(coords or {})
     if ARVIZ_1:
-        plot = az.plot_rank(result, var_names=names, coords=selection, figure_kwargs={"figsize": figsize})
+        plot = az.plot_rank(result, var_names=names, coords=selection,
+                            figure_kwargs={"figsize": figsize, "layout": "constrained"})
         labels = {"xlabel": "fractional rank of draw (all chains pooled)", "ylabel": "rank ECDF - uniform, per chain"}
     else:
-        plot = az.plot_rank(result, var_names=names, coords=selection, kind="bars",
-                            figsize=figsize, backend_kwargs={"layout": "constrained"})
+        with _plotting():
+            plot = az.plot_rank(result, var_names=names, coords=selection, kind="bars",
+                                figsize=figsize, backend_kwargs={"layout": "constrained"})
         labels = {"xlabel": "rank of draw (all chains pooled)", "ylabel": "chain"}
     fig = _figure(plot)
     for ax in fig.axes:

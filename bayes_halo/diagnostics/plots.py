@@ -7,7 +7,6 @@ Draws are plain ``{site: array (S, *shape)}`` dicts from any source (MAP, SVI, N
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -43,7 +42,7 @@ def _colour(method: str, index: int) -> str:
 
 
 def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], reference: np.ndarray | None,
-            prob: float) -> None:
+            prob: float, reference_label: str = "MAP") -> None:
     """Rows ``labels``; per method a dot at the mean and a bar over the central ``prob`` interval.
 
     ``draws[method]`` is ``(S, len(labels))``; ``reference`` (e.g. the MAP) is marked with a cross.
@@ -57,7 +56,7 @@ def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], re
         ax.hlines(rows + off, lo, hi, color=colour, lw=2, label=f"{method} {prob:.0%} interval")
         ax.plot(d.mean(0), rows + off, "o", color=colour, ms=4)
     if reference is not None:
-        ax.plot(reference, rows, "x", color="black", ms=7, mew=1.5, label="MAP")
+        ax.plot(reference, rows, "x", color="black", ms=7, mew=1.5, label=reference_label)
     ax.set_yticks(rows, labels)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
@@ -66,8 +65,11 @@ def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], re
 
 def plot_coefficient_forest(draws: Mapping[str, ArrayLike], labels: Sequence[str], map_value: ArrayLike | None = None,
                             prob: float = 0.9, title: str = "Coefficients", ax: Axes | None = None,
-                            path: str | Path | None = None) -> Figure:
-    """Forest plot of one weight tensor's entries: ``draws[method]`` is ``(S, *shape)``, one row per entry."""
+                            path: str | Path | None = None, reference_label: str = "MAP") -> Figure:
+    """Forest plot of one weight tensor's entries: ``draws[method]`` is ``(S, *shape)``, one row per entry.
+
+    ``map_value`` (crosses, legend ``reference_label``) may be any reference, e.g. the true coefficients.
+    """
     flat = {m: _np(d).reshape(len(d), -1) for m, d in draws.items()}
     sizes = {d.shape[1] for d in flat.values()}
     if sizes != {len(labels)}:
@@ -75,7 +77,7 @@ def plot_coefficient_forest(draws: Mapping[str, ArrayLike], labels: Sequence[str
     if ax is None:
         fig = Figure(figsize=(6, 0.3 * len(labels) + 1.5), layout="constrained")
         ax = fig.subplots()
-    _forest(ax, labels, flat, None if map_value is None else _np(map_value).ravel(), prob)
+    _forest(ax, labels, flat, None if map_value is None else _np(map_value).ravel(), prob, reference_label)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("coefficient value")
     ax.set_ylabel("coefficient")
@@ -171,16 +173,14 @@ def plot_mcmc(idata: Result, var_names: Sequence[str], kind: Literal["trace", "r
 
     names, selection = list(var_names), dict(coords or {})
     height = 2.6 * len(names) + 0.6
-    with warnings.catch_warnings():  # arviz 0.23 calls a matplotlib 3.11 API deprecated for its own use
-        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
-        if kind == "trace":
-            fig = arviz_compat.plot_trace(idata, names, selection, figsize=(11, height))
-            note = "colours: entries of each variable; line styles: chains"
-        elif kind == "rank":
-            fig = arviz_compat.plot_rank(idata, names, selection, figsize=(11, height))
-            note = "uniform ranks = chains agree"
-        else:
-            raise ConfigError(f"kind must be 'trace' or 'rank', got {kind!r}")
+    if kind == "trace":
+        fig = arviz_compat.plot_trace(idata, names, selection, figsize=(11, height))
+        note = "colours: entries of each variable; line styles: chains"
+    elif kind == "rank":
+        fig = arviz_compat.plot_rank(idata, names, selection, figsize=(11, height))
+        note = "uniform ranks = chains agree"
+    else:
+        raise ConfigError(f"kind must be 'trace' or 'rank', got {kind!r}")
     fig.suptitle(f"NUTS {kind} plot ({note})")
     plt.close(fig)
     return _finish(fig, path)
