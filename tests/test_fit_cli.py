@@ -133,6 +133,7 @@ def one_line_error(capsys, status, pattern):
     (["--keep", "0"], "keep fraction must be in (0, 1]"),
     (["--keep", "1.5"], "keep fraction must be in (0, 1]"),
     (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--posterior-entries", "-1"], "--posterior-entries must be 0 or more"),
     (["--val-size", "5000"], "val_size=5000"),
     (["--exclude", "classifier"], "unknown layer"),
 ])

@@ -95,12 +95,13 @@ def _dataset(values: Mapping[str, np.ndarray], lead: Sequence[str], dims: Dims, 
 
 
 def _summary(draws: Mapping[str, np.ndarray], dims: Dims, coords: Coords) -> xr.Dataset:
-    """Mean, sd, 5% and 95% quantiles over the (chain, draw) axes of every site."""
+    """Mean, sd, 5% and 95% quantiles over the (chain, draw) axes of every site, in the draws' dtype."""
     stats = {}
     for name, d in draws.items():
         flat = d.reshape(-1, *d.shape[2:])
         q05, q95 = np.quantile(flat, [0.05, 0.95], axis=0)
-        stats[name] = np.stack([flat.mean(0), flat.std(0, ddof=1) if len(flat) > 1 else np.zeros_like(q05), q05, q95])
+        sd = flat.std(0, ddof=1) if len(flat) > 1 else np.zeros_like(q05)
+        stats[name] = np.stack([flat.mean(0), sd, q05, q95]).astype(flat.dtype, copy=False)  # the draws' precision
     return _dataset(stats, ["statistic"], dims, {**coords, "statistic": list(SUMMARY_STATISTICS)})
 
 
