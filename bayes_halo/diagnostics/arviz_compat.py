@@ -58,7 +58,8 @@ def save(result: Result, path: str | Path) -> None:
 def load(path: str | Path) -> Result:
     """Read a NetCDF file written by :func:`save` on either ArviZ line, fully into memory."""
     if ARVIZ_1:
-        return az.from_netcdf(path, engine=_ENGINE).load()
+        with az.from_netcdf(path, engine=_ENGINE) as tree:  # closes the file once loaded
+            return tree.load()
     return az.from_netcdf(path, engine=_ENGINE).map(lambda ds: ds.load())
 
 

@@ -20,8 +20,8 @@ Conventions
   keeps every draw of the sites in ``keep_draws`` in full and, of every other site, the entries
   at :func:`entry_selection`'s indices (at most ``max_entries`` per site, evenly spaced along each
   dim, their coords the original indices; ``max_entries=0`` drops the other sites).  The group
-  ``posterior_summary`` holds, for every site in full, its ``mean``, ``sd``, ``q05`` and ``q95``
-  along the dim ``statistic``.
+  ``posterior_summary`` holds the ``mean``, ``sd``, ``q05`` and ``q95`` of every entry of every
+  site along the dim ``statistic``.
 """
 from __future__ import annotations
 
