@@ -4,11 +4,13 @@ import json
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
 from bayes_halo.cli.fit import main
+from bayes_halo.diagnostics import arviz_compat
 from bayes_halo.pruning import keep_count
 from bayes_halo.training import trainer
 
@@ -132,6 +134,7 @@ def one_line_error(capsys, status, pattern):
     (["--keep", "1.5"], "--keep must be one or more values, each in (0, 1]"),
     (["--epochs", "0"], "--epochs must be an integer of at least 1"),
     (["--val-size", "5000"], "--val-size=5000 leaves no digits training data"),
+    (["--posterior-entries", "-1"], "--posterior-entries must be an integer of at least 0"),
     (["--exclude", "classifier"], "unknown layer"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, pattern):
@@ -190,23 +193,48 @@ def test_dense_baseline_prunes_and_finetunes_with_fixed_masks(tmp_path):
 
 
 def test_svi_writes_posterior_and_names_the_better_criterion(tmp_path, capsys):
+    """Default posterior.nc: every site's draws at <= 16 entries, summaries of all; plain ArviZ reads it."""
     import arviz as az
-    status, out = run(tmp_path, "--prior", "halo", "--svi", "--svi-epochs", "1", "--svi-samples", "8",
-                      "--keep-draws", "fc3.weight")
+
+    status, out = run(tmp_path, "--prior", "halo", "--svi", "--svi-epochs", "1", "--svi-samples", "8")
     assert status == 0
     printed = capsys.readouterr().out
     assert "prunes best" in printed
     for name in ("posterior.nc", "shrinkage_forest.png", "map_vs_posterior.png", "lambda_histograms.png",
                  "posterior_accuracy_vs_keep.png"):
         assert (out / name).stat().st_size > 0, name
-    idata = az.from_netcdf(out / "posterior.nc")
-    assert {"posterior", "sample_stats", "posterior_summary"} <= set(idata.groups())
-    assert idata.posterior.attrs["inference"] == "svi"
-    assert list(idata.posterior.data_vars) == ["fc3.weight"]  # only the requested draws are kept
-    assert idata.posterior["fc3.weight"].shape == (1, 8, 10, 100)
+    idata = az.from_netcdf(out / "posterior.nc")  # the installed ArviZ line's own reader, no arguments
+    assert {"posterior", "sample_stats", "posterior_summary"} <= set(arviz_compat.group_names(idata))
+    posterior = idata.posterior
+    assert posterior.attrs["inference"] == "svi"
+    layers = ["fc1", "fc2", "fc3"]
+    assert set(posterior.data_vars) == {f"{layer}.{kind}" for layer in layers for kind in ("weight", "weight_lambda", "bias")}
+    for name, kept in posterior.data_vars.items():
+        assert kept.dims[:2] == ("chain", "draw") and kept.shape[:2] == (1, 8)
+        assert np.prod(kept.shape[2:]) <= 16, name
+    assert posterior["fc1.weight"].dims == ("chain", "draw", "fc1_out", "fc1_in")
+    assert int(posterior["fc1.weight"].coords["fc1_in"][-1]) == 63  # digits: 64 inputs, last one kept
     assert "fc1.weight_lambda" in idata.posterior_summary and "svi_step" in idata.sample_stats.dims
+    table = az.summary(idata)  # no extra arguments, on either ArviZ line
+    assert len(table) == sum(int(np.prod(v.shape[2:])) for v in posterior.data_vars.values())
+    mean = posterior["fc2.weight"].values[0, :, 0, 0].mean()  # az.summary rounds: 2 decimals or 2 digits
+    assert float(table.loc["fc2.weight[0, 0]", "mean"]) == pytest.approx(mean, rel=0.05, abs=0.01)
+    az.plot_forest(idata)  # no extra arguments
+    plt.close("all")
     section = json.loads((out / "metrics.json").read_text())["posterior"]
     assert {r["criterion"] for r in section["pruning"]} >= {"map-magnitude", "snr", "inclusion"}
     for row in section["pruning"]:
         assert 0 <= row["accuracy_predictive"] <= 1
     assert [b["keep"] for b in section["best"]] == [0.2, 0.05]
+
+
+def test_keep_draws_all_keeps_every_draw(tmp_path):
+    status, out = run(tmp_path, "--prior", "halo", "--svi", "--svi-epochs", "1", "--svi-samples", "4",
+                      "--keep-draws", "all")
+    assert status == 0
+    idata = arviz_compat.load(out / "posterior.nc")
+    assert idata.posterior["fc1.weight"].shape == (1, 4, 300, 64)
+    assert idata.posterior["fc2.weight_lambda"].shape == (1, 4, 100, 300)
+    mean = idata.posterior["fc3.weight"].values[0].mean(0)
+    np.testing.assert_allclose(idata.posterior_summary["fc3.weight"].sel(statistic="mean").values, mean,
+                               rtol=1e-5, atol=1e-6)

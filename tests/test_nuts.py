@@ -1,7 +1,6 @@
 """NUTS on small real-data models against closed forms and MAP, its potential against Pyro's, its guard rails."""
 from collections import OrderedDict
 
-import arviz as az
 import numpy as np
 import pytest
 import torch
@@ -10,6 +9,7 @@ from pyro.infer.mcmc.util import initialize_model
 from sklearn.linear_model import Lasso
 from torch import nn
 
+from bayes_halo.diagnostics import arviz_compat
 from bayes_halo.diagnostics.arviz_export import mcmc_inference_data
 from bayes_halo.errors import ConfigError
 from bayes_halo.inference.nuts import (MAX_LATENT_DIMS, Potential, _to_noncentred, hierarchical_sites, latent_dims,
@@ -58,7 +58,7 @@ def gaussian_posterior(problem, xi):
 @pytest.mark.parametrize("run", ["ridge_run", "lasso_run"])
 def test_chains_agree(run, request):
     result = request.getfixturevalue(run)
-    rhat = az.rhat(idata_of(result))
+    rhat = arviz_compat.rhat(idata_of(result))
     assert float(rhat["weight"].max()) < 1.05 and float(rhat["bias"].max()) < 1.05
     assert result.draws["weight"].shape == (2, 200, 1, 10)
     assert result.diverging.shape == (2, 200) and result.num_divergences <= 3
@@ -69,7 +69,7 @@ def test_ridge_posterior_matches_closed_form(diabetes, ridge_run):
     """Gaussian posterior: NUTS means within 4 MC standard errors, sds within 20%."""
     mean, sd = gaussian_posterior(diabetes, XI)
     idata = idata_of(ridge_run)
-    ess = np.concatenate([az.ess(idata)["weight"].values.ravel(), az.ess(idata)["bias"].values.ravel()])
+    ess = np.concatenate([arviz_compat.ess(idata)["weight"].values.ravel(), arviz_compat.ess(idata)["bias"].values.ravel()])
     flat = ridge_run.flat()
     draws = torch.cat([flat["weight"].squeeze(1), flat["bias"]], dim=1).numpy()
     mcse = draws.std(0) / np.sqrt(ess)

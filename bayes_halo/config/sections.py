@@ -156,8 +156,11 @@ class PosteriorConfig:
     svi_epochs: int = setting(3, "SVI epochs", at_least(1))
     svi_lr: float = setting(1e-3, "SVI Adam learning rate", positive())
     svi_samples: int = setting(20, "posterior draws for diagnostics and the predictive", at_least(1))
-    keep_draws: tuple[str, ...] = setting((), "sites whose draws posterior.nc keeps in full, e.g. fc3.weight "
-                                          "(others: summaries only)", metavar="SITE")
+    keep_draws: tuple[str, ...] = setting((), "sites whose draws posterior.nc keeps in full, e.g. fc3.weight, or "
+                                          "'all' (others: a sample of --posterior-entries entries; summaries of "
+                                          "every entry)", metavar="SITE")
+    posterior_entries: int = setting(16, "entries per site whose draws posterior.nc keeps, evenly spaced along "
+                                     "each dim; 0: summaries only", at_least(0), metavar="N")
 
     def __post_init__(self) -> None:
         check_fields(self)

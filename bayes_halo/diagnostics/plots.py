@@ -7,12 +7,10 @@ Draws are plain ``{site: array (S, *shape)}`` dicts from any source (MAP, SVI, N
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-import arviz as az
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -21,6 +19,8 @@ from torch import Tensor
 from ..atomic import save_figure
 from ..errors import ConfigError
 from ..pruning import plot as pruning_plot
+from . import arviz_compat
+from .arviz_compat import Result
 
 ArrayLike = Tensor | np.ndarray
 #: colours per method label, so MAP, SVI and NUTS look the same in every figure
@@ -42,7 +42,7 @@ def _colour(method: str, index: int) -> str:
 
 
 def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], reference: np.ndarray | None,
-            prob: float) -> None:
+            prob: float, reference_label: str = "MAP") -> None:
     """Rows ``labels``; per method a dot at the mean and a bar over the central ``prob`` interval.
 
     ``draws[method]`` is ``(S, len(labels))``; ``reference`` (e.g. the MAP) is marked with a cross.
@@ -56,7 +56,7 @@ def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], re
         ax.hlines(rows + off, lo, hi, color=colour, lw=2, label=f"{method} {prob:.0%} interval")
         ax.plot(d.mean(0), rows + off, "o", color=colour, ms=4)
     if reference is not None:
-        ax.plot(reference, rows, "x", color="black", ms=7, mew=1.5, label="MAP")
+        ax.plot(reference, rows, "x", color="black", ms=7, mew=1.5, label=reference_label)
     ax.set_yticks(rows, labels)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
@@ -65,8 +65,11 @@ def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], re
 
 def plot_coefficient_forest(draws: Mapping[str, ArrayLike], labels: Sequence[str], map_value: ArrayLike | None = None,
                             prob: float = 0.9, title: str = "Coefficients", ax: Axes | None = None,
-                            path: str | Path | None = None) -> Figure:
-    """Forest plot of one weight tensor's entries: ``draws[method]`` is ``(S, *shape)``, one row per entry."""
+                            path: str | Path | None = None, reference_label: str = "MAP") -> Figure:
+    """Forest plot of one weight tensor's entries: ``draws[method]`` is ``(S, *shape)``, one row per entry.
+
+    ``map_value`` (crosses, legend ``reference_label``) may be any reference, e.g. the true coefficients.
+    """
     flat = {m: _np(d).reshape(len(d), -1) for m, d in draws.items()}
     sizes = {d.shape[1] for d in flat.values()}
     if sizes != {len(labels)}:
@@ -74,7 +77,7 @@ def plot_coefficient_forest(draws: Mapping[str, ArrayLike], labels: Sequence[str
     if ax is None:
         fig = Figure(figsize=(6, 0.3 * len(labels) + 1.5), layout="constrained")
         ax = fig.subplots()
-    _forest(ax, labels, flat, None if map_value is None else _np(map_value).ravel(), prob)
+    _forest(ax, labels, flat, None if map_value is None else _np(map_value).ravel(), prob, reference_label)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("coefficient value")
     ax.set_ylabel("coefficient")
@@ -159,42 +162,25 @@ def plot_accuracy_vs_keep(rows: Iterable[Mapping], path: str | Path | None = Non
     return _finish(pruning_plot.plot_accuracy_vs_keep(rows, **options), path)
 
 
-def plot_mcmc(idata: az.InferenceData, var_names: Sequence[str], kind: Literal["trace", "rank"] = "trace",
+def plot_mcmc(idata: Result, var_names: Sequence[str], kind: Literal["trace", "rank"] = "trace",
               coords: Mapping[str, Sequence] | None = None, path: str | Path | None = None) -> Figure:
     """ArviZ trace plot (density and trace per variable) or rank plot of MCMC ``var_names``.
 
-    ``coords`` selects entries, e.g. ``{"in": ["bmi", "s5"]}``; a trace plot then labels them.
+    ``coords`` selects entries, e.g. ``{"in": ["bmi", "s5"]}``.  ArviZ draws through pyplot; the
+    figure is detached from pyplot before it is returned.
     """
     import matplotlib.pyplot as plt
 
-    names = list(var_names)
-    layout = {"layout": "constrained"}
-    with warnings.catch_warnings():  # arviz 0.23 calls a matplotlib 3.11 API deprecated for its own use
-        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
-        axes = _arviz_axes(idata, names, kind, dict(coords or {}), layout)
-    fig = np.ravel(axes)[0].figure
-    note = ("colours: entries of each variable; line styles: chains" if kind == "trace"
-            else "uniform bars = chains agree")
+    names, selection = list(var_names), dict(coords or {})
+    height = 2.6 * len(names) + 0.6
+    if kind == "trace":
+        fig = arviz_compat.plot_trace(idata, names, selection, figsize=(11, height))
+        note = "colours: entries of each variable; line styles: chains"
+    elif kind == "rank":
+        fig = arviz_compat.plot_rank(idata, names, selection, figsize=(11, height))
+        note = "uniform ranks = chains agree"
+    else:
+        raise ConfigError(f"kind must be 'trace' or 'rank', got {kind!r}")
     fig.suptitle(f"NUTS {kind} plot ({note})")
     plt.close(fig)
     return _finish(fig, path)
-
-
-def _arviz_axes(idata: az.InferenceData, names: list[str], kind: str, coords: dict, layout: dict) -> np.ndarray:
-    """The axes of ``az.plot_trace`` / ``az.plot_rank``, labelled."""
-    if kind == "trace":
-        axes = np.atleast_2d(az.plot_trace(idata, var_names=names, coords=coords, compact=True, legend=bool(coords),
-                                           figsize=(11, 2.6 * len(names) + 0.6), backend_kwargs=layout))
-        for left, right in axes:
-            left.set_xlabel("value")
-            left.set_ylabel("density")
-            right.set_xlabel("draw")
-            right.set_ylabel("value")
-    elif kind == "rank":
-        axes = np.atleast_1d(az.plot_rank(idata, var_names=names, coords=coords, kind="bars", backend_kwargs=layout))
-        for ax in axes.ravel():
-            ax.set_xlabel("rank of draw (all chains pooled)")
-            ax.set_ylabel("chain")
-    else:
-        raise ConfigError(f"kind must be 'trace' or 'rank', got {kind!r}")
-    return axes

@@ -2,8 +2,11 @@
 
 Runs SVI (mean-field Gaussian, started at the MAP values), summarises shrinkage per layer,
 prunes by posterior criteria beside MAP magnitude at the same keep fractions, and writes
-``posterior.nc`` (hyper-variable and per-weight summaries; draws only of ``keep_draws``) and
-the diagnostic plots.
+``posterior.nc`` and the diagnostic plots.  ``posterior.nc`` is an ordinary ArviZ result: its
+``posterior`` group holds the draws of the sites in ``keep_draws`` in full (``"all"``: every
+site) and of every other site (weights and hyper-variables alike) ``posterior_entries`` entries,
+evenly spaced along each dim; ``posterior_summary`` holds mean, sd, q05, q95 of every entry;
+``sample_stats`` the -ELBO per step.
 """
 from __future__ import annotations
 
@@ -65,7 +68,9 @@ def format_posterior(section: dict[str, Any]) -> str:
 def _write(out: Path, module: BayesianModule, svi, draws, map_values, rows, config: PosteriorConfig,
            prune: PruneConfig, seed: int) -> None:
     """posterior.nc and the four diagnostic plots, each written atomically."""
-    idata = svi_inference_data(draws, svi.losses, dims=site_dims(module), keep_draws=config.keep_draws)
+    keep = list(draws) if "all" in config.keep_draws else config.keep_draws
+    idata = svi_inference_data(draws, svi.losses, dims=site_dims(module), keep_draws=keep,
+                               max_entries=config.posterior_entries)
     save_inference_data(idata, out / POSTERIOR)
     weights = {site: draws[site] for site in module.sites}
     map_weights = {site: map_values[site] for site in module.sites}

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from bayes_halo.atomic import save_figure, write_text
+from bayes_halo.diagnostics import arviz_compat
 from bayes_halo.diagnostics.arviz_export import mcmc_inference_data, site_dims
 from bayes_halo.diagnostics.plots import METHOD_COLOURS, plot_coefficient_forest, plot_mcmc
 from bayes_halo.inference.map import fit_map
@@ -125,7 +125,7 @@ def run_cell(model: str, prior_name: str, seed: int) -> dict:
                     max_tree_depth=setup.max_tree_depth if hierarchical else 10, progress=False)
     idata = mcmc_inference_data(nuts.draws, diverging=nuts.diverging, step_size=nuts.step_size, dims=site_dims(module),
                                 coords={"in": list(problem.feature_names)})
-    rhat, ess = az.rhat(idata), az.ess(idata, method="bulk")
+    rhat, ess = arviz_compat.rhat(idata), arviz_compat.ess(idata, method="bulk")
     hyper = set(module.hyper_values())
     rows = []
     nuts_flat, svi_sd = nuts.flat(), svi.sd()
