@@ -57,7 +57,9 @@ def build_prior(config: FitConfig, pilot: dict[str, torch.Tensor] | None = None)
         if pilot is None:
             raise ConfigError("the adaptive Laplace prior needs pilot weights")
         return AdaptiveLaplace.from_pilot(config.xi, pilot, gamma=config.gamma)
-    if config.prior in ("halo", "shared-halo"):
+    if config.prior == "halo":
+        return cls(config.xi, config.psi, lambda_decay=config.lambda_decay)
+    if config.prior == "shared-halo":
         return cls(config.xi, config.psi)
     return cls(config.xi)
 

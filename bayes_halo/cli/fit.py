@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     prior.add_argument("--xi", type=float, help="per-example lasso strength (default: per prior, see below)")
     prior.add_argument("--psi", type=float, help="per-example rate of HALO's Gamma(3) hyperprior on lambda "
                                                  "(halo, shared-halo; default: see below)")
+    prior.add_argument("--lambda-decay", type=float, default=default("lambda_decay"),
+                       help="halo: weight decay on the lambdas, as a Gaussian factor Normal(0, 1/(N wd)) in their "
+                            "prior (the paper's CIFAR recipe used 1e-4) (default: %(default)s)")
     prior.add_argument("--gamma", type=float, default=default("gamma"),
                        help="adaptive-laplace: omega_j = 1/|w_pilot_j|^gamma (default: %(default)s)")
     prior.add_argument("--pilot-epochs", type=int, default=default("pilot_epochs"),
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "(default: %(default)s)")
     training.add_argument("--seed", type=int, default=default("seed"),
                           help="seeds the initialisation, the batch order and the validation split (default: %(default)s)")
+    training.add_argument("--compile-update", choices=("auto", "on", "off"), default=default("compile_update"),
+                          help="torch.compile the fused SGD + prior update (one pass per tensor); auto = when the "
+                               "run has enough steps to pay back the compile (default: %(default)s)")
     training.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
 
     pruning = parser.add_argument_group("pruning (one shot, after training)")

@@ -73,6 +73,11 @@ class FitConfig:
     svi_lr: float = 1e-3
     svi_samples: int = 20
     keep_draws: tuple[str, ...] = ()
+    #: weight decay on HALO's lambdas as a Gaussian factor in the prior; the paper's CIFAR recipe used 1e-4
+    lambda_decay: float = 0.0
+    #: torch.compile the fused SGD + prior update: "auto" (when the run is long enough to pay the
+    #: compile back, see training.optim.compile_pays), "on" or "off"
+    compile_update: str = "auto"
 
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(float(m) for m in self.lr_milestones)
@@ -134,6 +139,11 @@ class FitConfig:
             _check("subset", self.subset, lambda v: v >= 1, "at least 1")
         if self.threads is not None:
             _check("threads", self.threads, lambda v: v >= 1, "at least 1")
+        _check("lambda_decay", self.lambda_decay, lambda v: math.isfinite(v) and v >= 0, "0 or more")
+        if self.lambda_decay > 0 and self.prior != "halo":
+            raise ConfigError(f"--lambda-decay acts on HALO's lambdas; prior {self.prior!r} has none")
+        if self.compile_update not in ("auto", "on", "off"):
+            raise ConfigError(f"--compile-update must be auto, on or off, got {self.compile_update!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples as lists)."""

@@ -1,7 +1,9 @@
 """The fast training path: SGD with momentum on ``mean_nll + penalty``.
 
 Two parameter groups: the network (learning rate ``lr``, optional weight decay) and the prior's
-hyper-variables in unconstrained space (``lambda_lr``, no weight decay).  Both follow the same
+hyper-variables in unconstrained space (``lambda_lr``, no weight decay).  The loop back-propagates
+the likelihood alone; the optimiser's step adds the prior's gradient (:mod:`.optim`).  An epoch's
+``loss`` is its mean batch likelihood plus the penalty at the epoch's end (``penalty``).  Both follow the same
 step schedule (x ``lr_gamma`` at fractions ``lr_milestones`` of training).  A checkpoint is
 written atomically after every epoch; ``resume=True`` continues from it and reaches exactly the
 result of an uninterrupted run (same seed: the batch order's generator state is saved too).
@@ -11,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -21,6 +22,7 @@ from ..errors import CheckpointError, DivergenceError
 from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig
+from .optim import PriorSGD, compile_pays
 
 
 @dataclass
@@ -36,14 +38,19 @@ class TrainResult:
         return float(sum(h["seconds"] for h in self.history))
 
 
-def build_optimizer(module: BayesianModule, config: FitConfig) -> torch.optim.SGD:
-    """SGD with momentum; the hyper-variables in their own group with their own learning rate."""
-    groups: list[dict[str, Any]] = [{"params": list(module.network_parameters()), "lr": config.lr,
-                                     "weight_decay": config.weight_decay}]
-    hyper = list(module.hyper_parameters())
-    if hyper:
-        groups.append({"params": hyper, "lr": config.hyper_lr, "weight_decay": 0.0})
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+def build_optimizer(module: BayesianModule, config: FitConfig, n_steps: int | None = None) -> torch.optim.Optimizer:
+    """SGD with momentum on ``mean_nll + penalty``; the hyper-variables in their own group.
+
+    With a prior, :class:`~bayes_halo.training.optim.PriorSGD` (the prior's gradient inside the
+    step: back-propagate the likelihood alone), compiled as ``config.compile_update`` says
+    ("auto": when ``n_steps`` training steps pay the compile back); without one, ``torch.optim.SGD``.
+    """
+    if module.prior is None:
+        return torch.optim.SGD(module.network_parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    compile = config.compile_update == "on" or (config.compile_update == "auto" and n_steps is not None
+                                                 and compile_pays(module, n_steps))
+    return PriorSGD(module, config.lr, config.momentum, config.weight_decay, config.hyper_lr, compile=compile)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, config: FitConfig) -> torch.optim.lr_scheduler.MultiStepLR:
@@ -66,7 +73,8 @@ def train(module: BayesianModule, data: ArrayData, config: FitConfig, checkpoint
     Raises DivergenceError, naming the epoch, as soon as the loss or a parameter is not finite;
     the last checkpoint on disk then still holds the last finite epoch.
     """
-    optimizer = build_optimizer(module, config)
+    steps_per_epoch = -(-len(data.y_train) // config.batch_size)
+    optimizer = build_optimizer(module, config, n_steps=config.epochs * steps_per_epoch)
     schedule = build_schedule(optimizer, config)
     batches = torch.Generator().manual_seed(config.seed + 1)
     history: list[dict[str, float]] = []
@@ -74,7 +82,6 @@ def train(module: BayesianModule, data: ArrayData, config: FitConfig, checkpoint
         if checkpoint is None:
             raise CheckpointError("resume needs a checkpoint path")
         history = _restore(checkpoint, module, optimizer, schedule, batches, config)
-    steps_per_epoch = -(-len(data.y_train) // config.batch_size)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
                disable=not progress, desc=label, unit="step", dynamic_ncols=True, mininterval=0.5)
     try:
@@ -101,7 +108,7 @@ def _epoch(module: BayesianModule, data: ArrayData, config: FitConfig, optimizer
     total_loss, correct, seen = 0.0, 0, 0
     for xb, yb in iterate_minibatches(data.x_train, data.y_train, config.batch_size, batches):
         out = module.net(xb)
-        loss = module.likelihood.mean_nll(out, yb) + module.penalty()
+        loss = module.likelihood.mean_nll(out, yb)  # optimizer.step adds the prior's gradient
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"training diverged in epoch {epoch + 1}: the loss became {loss.item()}; "
@@ -116,7 +123,9 @@ def _epoch(module: BayesianModule, data: ArrayData, config: FitConfig, optimizer
     if not all(torch.isfinite(p).all() for p in module.parameters()):
         raise DivergenceError(f"training diverged in epoch {epoch + 1}: a parameter is not finite; "
                               "lower --lr (or --xi/--psi); no checkpoint of this epoch was written")
-    return {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen,
+    with torch.no_grad():
+        penalty = float(module.penalty())
+    return {"epoch": epoch + 1, "loss": total_loss / seen + penalty, "penalty": penalty, "train_accuracy": correct / seen,
             "near_zero": near_zero_fraction(module, config.near_zero),
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
 
