@@ -86,7 +86,8 @@ class Prior(ABC):
         """``(dR/dw, {key: dR/dh})`` at ``(weight, hyper)``, hyper-variables in constrained space.
 
         The fused optimiser (:mod:`bayes_halo.training.optim`) adds these inside its step instead
-        of back-propagating through ``penalty``.  Subclasses with a closed form override this;
+        of back-propagating through ``penalty``, and may overwrite the returned tensors (return
+        fresh ones, never a view of an input).  Subclasses with a closed form override this;
         the default differentiates ``penalty`` with autograd.
         """
         with torch.enable_grad():

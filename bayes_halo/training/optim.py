@@ -39,7 +39,7 @@ def _move(param: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, m
     """``b <- momentum b + d; p <- p - lr b`` (``p <- p - lr d`` without momentum), in place."""
     if buffer is not None:
         direction = buffer.mul_(momentum).add_(direction)
-    param.sub_(direction * lr)
+    param.addcmul_(direction, lr, value=-1.0)
 
 
 def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites: list[SiteState],
@@ -51,7 +51,7 @@ def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites
         grad_w, grad_h = prior.penalty_grad(site, w, hyper, n_data)
         for key, r in raws.items():
             chain = r.sign() if positivity == "abs" else hyper[key]
-            _move(r, grad_h[key] * chain, raw_buffers[key], hyper_lr, momentum)
+            _move(r, grad_h[key].mul_(chain), raw_buffers[key], hyper_lr, momentum)
         direction = g + grad_w
         if weight_decay:
             direction = direction + weight_decay * w
