@@ -135,13 +135,14 @@ class HALO(Prior):
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
         """``dR/dw = xi sign(w)/lambda^2``, ``dR/dlambda = psi - 2 xi |w|/lambda^3 [+ (3-a)/(N lambda)] [+ decay lambda]``."""
         lam = hyper["lambda"]
-        coefficient = lam.square().reciprocal_().mul_(self.xi)  # xi / lambda^2; in place: fewer passes eagerly
-        grad_lam = torch.addcdiv(lam.new_tensor(self.psi), weight.abs().mul_(coefficient), lam, value=-2.0)
+        inv = lam.reciprocal()
+        inv_sq = inv.square()
+        grad_lam = weight.abs().mul_(inv_sq).mul_(inv).mul_(-2.0 * self.xi).add_(self.psi)
         if self.concentration != 3.0:
             grad_lam = grad_lam + (3.0 - self.concentration) / n_data / lam
         if self.lambda_decay > 0.0:
             grad_lam = grad_lam.add_(lam, alpha=self.lambda_decay)
-        return weight.sign().mul_(coefficient), {"lambda": grad_lam}
+        return weight.sign().mul_(inv_sq).mul_(self.xi), {"lambda": grad_lam}
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         a, rate = like.new_tensor(self.concentration), like.new_tensor(n_data * self.psi)

@@ -13,8 +13,12 @@ This is the gradient of ``mean_nll + R(w, h)`` (what ``BayesianModule.objective`
 without a forward or backward pass through ``R``: the hyper-variables never enter autograd.
 The function runs eagerly, or with ``compile=True`` through ``torch.compile`` as one graph, in
 which inductor fuses each tensor's whole update (prior gradient and momentum) into one pass.
-Same math either way; compiled once per process, and from inductor's on-disk cache in later
-processes.  No host synchronisation in either.
+The operations are those of autograd through ``HALO.penalty`` followed by ``torch.optim.SGD``,
+in the same order, so the result is bit for bit that of the unfused path (eagerly and, on the CPU,
+compiled, checked on this project's machine with torch 2.13 and tested).  Learning rates are
+0-d tensors, so a schedule does not make ``torch.compile`` compile again.
+Compiled once per process, and from inductor's on-disk cache in later processes.  No host
+synchronisation in either.
 """
 from __future__ import annotations
 
@@ -36,10 +40,18 @@ PlainState = tuple[Tensor, Tensor, Tensor | None]
 
 
 def _move(param: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, momentum: float) -> None:
-    """``b <- momentum b + d; p <- p - lr b`` (``p <- p - lr d`` without momentum), in place."""
+    """``b <- momentum b + d; p <- p - lr b`` (``p <- p - lr d`` without momentum), in place.
+
+    ``p - lr b`` is rounded once, as torch.optim.SGD's ``p.add_(b, alpha=-lr)`` (a fused
+    multiply-add): eagerly by ``addcmul_``, compiled by inductor's ``fma`` (whose plain
+    lowering of ``addcmul`` on the CPU would round twice).
+    """
     if buffer is not None:
         direction = buffer.mul_(momentum).add_(direction)
-    param.addcmul_(direction, lr, value=-1.0)
+    if torch.compiler.is_compiling():
+        param.copy_(torch.ops.prims.fma(direction, -lr, param))  # registered by PriorSGD(compile=True)
+    else:
+        param.addcmul_(direction, lr, value=-1.0)
 
 
 def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites: list[SiteState],
@@ -91,7 +103,10 @@ class PriorSGD(torch.optim.Optimizer):
         self._raw = {site: {key: module.hyper_raw[name.replace(".", "/")] for key, name in names.items()}
                      for site, names in module.hyper_names.items()}
         self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
-        self._update: Callable[..., None] = torch.compile(fused_update, dynamic=False) if compile else fused_update
+        self._update: Callable[..., None] = fused_update
+        if compile:
+            import torch._inductor.inductor_prims  # noqa: F401  (registers torch.ops.prims.fma; slow to import)
+            self._update = torch.compile(fused_update, dynamic=False)
 
     def _buffer(self, p: Tensor, momentum: float) -> Tensor | None:
         if not momentum:
@@ -102,7 +117,10 @@ class PriorSGD(torch.optim.Optimizer):
         return state["momentum_buffer"]
 
     def _lr(self, index: int, like: Tensor) -> Tensor:
-        """Group ``index``'s learning rate as a 0-d tensor on ``like``'s device, refilled only when it changes."""
+        """Group ``index``'s learning rate as a 0-d tensor like ``like``, refilled only when it changes.
+
+        A tensor, not a float, so that ``torch.compile`` does not compile again at each new value.
+        """
         value = float(self.param_groups[index]["lr"])
         cached = self._lr_tensors.get(index)
         if cached is None or cached[0] != value:
@@ -134,9 +152,8 @@ class PriorSGD(torch.optim.Optimizer):
         plain: list[PlainState] = [(p, p.grad, self._buffer(p, momentum)) for p in _without(network["params"], sites)
                                    if p.grad is not None]
         first = network["params"][0]
-        hyper_lr = self._lr(len(self.param_groups) - 1, first)
         self._update(self.module.prior, self.module.positivity, self.module.n_data, sites, plain,
-                     self._lr(0, first), hyper_lr, momentum, weight_decay)
+                     self._lr(0, first), self._lr(len(self.param_groups) - 1, first), momentum, weight_decay)
         return loss
 
 
