@@ -112,3 +112,22 @@ def test_compiled_update_is_the_eager_update_bit_for_bit():
                     group["lr"] *= 0.1
     after, expected = compiled.site_values(), eager.site_values()
     assert all(torch.equal(after[site], value) for site, value in expected.items())
+
+
+def test_config_builds_the_fused_optimiser_and_the_decayed_prior():
+    from bayes_halo.pipeline import build_prior
+    from bayes_halo.training.config import FitConfig
+    from bayes_halo.training.optim import COMPILE_FROM_WEIGHT_STEPS, compile_pays, fused_update
+    from bayes_halo.training.trainer import build_optimizer
+
+    assert build_prior(FitConfig(prior="halo", lambda_decay=1e-4)).lambda_decay == 1e-4
+    for bad in ({"lambda_decay": -1.0}, {"prior": "laplace", "lambda_decay": 1e-4}, {"compile_update": "yes"}):
+        with pytest.raises(ConfigError):
+            FitConfig(**bad)
+    module, _ = modules("halo", "abs", torch.Generator().manual_seed(0))
+    assert type(build_optimizer(BayesianModule(small_net(), None, N), FitConfig())) is torch.optim.SGD
+    optimizer = build_optimizer(module, FitConfig(compile_update="auto"), n_steps=10)
+    assert isinstance(optimizer, PriorSGD) and optimizer._update is fused_update  # too short to pay
+    n_weights = sum(w.numel() for w in module.weights().values())
+    assert compile_pays(module, int(COMPILE_FROM_WEIGHT_STEPS // n_weights) + 1)
+    assert not compile_pays(module, int(COMPILE_FROM_WEIGHT_STEPS // n_weights) - 1)

@@ -161,7 +161,8 @@ class FitConfig:
     def training_signature(self) -> dict[str, Any]:
         """Settings that must match for ``--resume`` to continue the same run."""
         ignore = {"keep", "prune_scope", "prune_by", "finetune_epochs", "finetune_lr", "threads",
-                  "data_dir", "download", "svi", "svi_epochs", "svi_lr", "svi_samples", "keep_draws"}
+                  "data_dir", "download", "svi", "svi_epochs", "svi_lr", "svi_samples", "keep_draws",
+                  "compile_update"}  # compiled and eager updates are bit for bit the same
         return {k: v for k, v in self.to_dict().items() if k not in ignore}
 
 
