@@ -66,10 +66,10 @@ def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites
             _move(r, grad_h[key].mul_(chain), raw_buffers[key], hyper_lr, momentum)
         direction = g + grad_w
         if weight_decay:
-            direction = direction + weight_decay * w
+            direction = direction.add(w, alpha=weight_decay)  # as torch.optim.SGD
         _move(w, direction, buffer, lr, momentum)
     for p, g, buffer in plain:
-        _move(p, g + weight_decay * p if weight_decay else g, buffer, lr, momentum)
+        _move(p, g.add(p, alpha=weight_decay) if weight_decay else g, buffer, lr, momentum)
 
 
 class PriorSGD(torch.optim.Optimizer):
