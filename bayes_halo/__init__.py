@@ -10,13 +10,9 @@ The main objects:
 """
 from __future__ import annotations
 
-import os
-
-# Idle OpenMP threads sleep instead of spinning.  With spinning (the default) a torch process
-# whose cores are shared with other busy processes slows down by an order of magnitude or more
-# (measured here: a LeNet-300-100 step went from 5 ms to 95 ms).  Takes effect only if torch is
-# not imported yet; a value the user has set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The package sets no threading policy of its own: OpenMP's default (spinning waits) is about
+# twice as fast on a machine of one's own; on cores shared with other busy processes, set
+# OMP_WAIT_POLICY=PASSIVE before starting Python (README, "Speed").
 
 from importlib.metadata import PackageNotFoundError, version
 

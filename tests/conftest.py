@@ -1,7 +1,7 @@
 """Shared test settings: headless plotting, passive OpenMP threads and fixed seeds."""
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see bayes_halo/__init__.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: suits a shared machine (README, Speed)
 
 import matplotlib  # noqa: E402
 

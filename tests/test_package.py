@@ -1,4 +1,5 @@
 """The package imports on a CPU torch whose only torchvision wheel is a CUDA build."""
+import os
 import subprocess
 import sys
 
@@ -10,3 +11,12 @@ def test_import_bayes_halo_and_torchvision_in_a_fresh_interpreter():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("MNIST")
+
+
+def test_import_sets_no_openmp_wait_policy():
+    """The library leaves the process-wide threading policy to the user (README, Speed)."""
+    code = "import os, bayes_halo; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "unset"

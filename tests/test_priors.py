@@ -17,7 +17,8 @@ SITE = "layer.weight"
 def all_priors():
     pilot = {SITE: torch.randn(SHAPE, dtype=torch.float64)}
     return [Normal(0.3), Laplace(1e-2), AdaptiveLaplace.from_pilot(2e-3, pilot, gamma=1.5),
-            HALO(1e-3, 2e-3), HALO(1e-3, 2e-3, concentration=1.0), SharedHALO(1e-3, 5e-3),
+            HALO(1e-3, 2e-3), HALO(1e-3, 2e-3, concentration=1.0), HALO(1e-3, 2e-3, lambda_decay=0.3),
+            HALO(1e-3, 2e-3, concentration=2.0, lambda_decay=1e-2), SharedHALO(1e-3, 5e-3),
             Horseshoe(0.5), RegularizedHorseshoe(0.5, slab_scale=1.5, slab_df=3.0)]
 
 
@@ -37,7 +38,11 @@ def pyro_neg_log_prob(prior, w, hyper):
     return -trace.log_prob_sum()
 
 
-@pytest.mark.parametrize("prior", all_priors(), ids=lambda p: f"{p.name}-{getattr(p, 'concentration', '')}")
+def prior_id(prior):
+    return f"{prior.name}-{getattr(prior, 'concentration', '')}-{getattr(prior, 'lambda_decay', '')}"
+
+
+@pytest.mark.parametrize("prior", all_priors(), ids=prior_id)
 def test_pyro_density_is_penalty_times_n_plus_constant(prior, float64):
     generator = torch.Generator().manual_seed(1)
     offsets, magnitudes = [], []
@@ -57,6 +62,50 @@ def test_pyro_density_is_penalty_times_n_plus_constant(prior, float64):
             torch.testing.assert_close(gp, gq, rtol=1e-7, atol=1e-9)
     spread = (max(offsets) - min(offsets)) / max(magnitudes)
     assert spread < 1e-5, f"-log p - N*penalty is not constant: relative spread {spread}"
+
+
+@pytest.mark.parametrize("prior", all_priors(), ids=prior_id)
+def test_penalty_grad_is_the_autograd_gradient_of_the_penalty(prior, float64):
+    """The closed forms the fused optimiser uses, against autograd through ``penalty``."""
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        w, hyper = random_point(prior, generator)
+        inputs = [w.requires_grad_(True), *(v.requires_grad_(True) for v in hyper.values())]
+        expected = torch.autograd.grad(prior.penalty(SITE, w, hyper, N), inputs)
+        grad_w, grad_h = prior.penalty_grad(SITE, w.detach(), {k: v.detach() for k, v in hyper.items()}, N)
+        assert set(grad_h) == set(hyper)
+        torch.testing.assert_close(grad_w, expected[0], rtol=1e-12, atol=1e-15)
+        for got, want in zip(grad_h.values(), expected[1:]):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_halo_lambda_decay_is_half_decay_times_lambda_squared():
+    w, lam = torch.tensor([0.5, -2.0]), torch.tensor([1.0, 0.5])
+    plain = HALO(1e-3, 2e-3).penalty("w", w, {"lambda": lam}, N)
+    decayed = HALO(1e-3, 2e-3, lambda_decay=0.1).penalty("w", w, {"lambda": lam}, N)
+    assert (decayed - plain).item() == pytest.approx(0.05 * (1.0 + 0.25), rel=1e-6)
+    with pytest.raises(ConfigError, match="lambda_decay"):
+        HALO(1e-3, 2e-3, lambda_decay=-1.0)
+
+
+@pytest.mark.parametrize("rate,decay", [(2.0, 0.5), (0.05, 30.0)])  # one regime per rejection proposal
+def test_gamma_gaussian_samples_follow_its_density(rate, decay, float64):
+    """Sample moments against ``int lambda^k p(lambda)`` by quadrature of the unnormalised density."""
+    from scipy.integrate import quad
+
+    from bayes_halo.priors.halo import GammaGaussian
+    law = GammaGaussian(torch.tensor(3.0), torch.tensor(rate), torch.tensor(decay))
+
+    def density(x):
+        return float(law.log_prob(torch.tensor(x)).exp())
+
+    mass = quad(density, 0, float("inf"))[0]
+    mean = quad(lambda x: x * density(x), 0, float("inf"))[0] / mass
+    sd = (quad(lambda x: x * x * density(x), 0, float("inf"))[0] / mass - mean**2) ** 0.5
+    draws = law.expand(torch.Size([40_000])).sample()
+    assert (draws > 0).all()
+    assert abs(draws.mean().item() - mean) < 4 * sd / 200  # 4 standard errors
+    assert draws.std().item() == pytest.approx(sd, rel=0.03)
 
 
 def test_halo_penalty_is_the_papers():
@@ -134,7 +183,8 @@ def pyro_direct_or_sqrt(w, lam, xi, psi, sqrt):
 
 def test_prior_fragment_samples_are_in_support():
     like = torch.zeros(50, 40)
-    for prior in (HALO(1e-3, 1e-3), SharedHALO(1e-3, 1e-3), RegularizedHorseshoe(0.1)):
+    for prior in (HALO(1e-3, 1e-3), HALO(1e-3, 1e-3, lambda_decay=1e-4), SharedHALO(1e-3, 1e-3),
+                  RegularizedHorseshoe(0.1)):
         trace = poutine.trace(prior.sample).get_trace("w", like, N)
         assert trace.nodes["w"]["value"].shape == like.shape
         assert (trace.nodes["w_lambda"]["value"] > 0).all()

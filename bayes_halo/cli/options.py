@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.fields import choices_of, field_default
+from ..config.recipes import RECIPES, recipe
 from ..config.sections import SECTIONS, RunConfig
 from ..errors import BayesHaloError, ConfigError
 
@@ -55,7 +56,7 @@ def add_fields(group: argparse._ArgumentGroup, cls: type, defaults: Any, skip: I
             default = None  # resolved later (a prior's default strength): the help text says so
         shown = "" if default is None or default == () or isinstance(default, bool) else f" (default: {_show(default)})"
         options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
-                                   "help": field.metadata["help"] + shown}
+                                   "help": (field.metadata["help"] + shown).replace("%", "%%")}
         if kind is bool:
             options["action"] = "store_false" if default else "store_true"
         else:
@@ -80,6 +81,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, base: RunConfig, skip: It
         add_fields(parser.add_argument_group(TITLES[name]), SECTIONS[name], getattr(base, name), skip)
     run = parser.add_argument_group(TITLES[""])
     add_fields(run, RunConfig, base, skip)
+    run.add_argument("--recipe", choices=tuple(RECIPES),
+                     help="start from a published recipe; --config and the flags given override it. "
+                          + "; ".join(f"{name}: {r.description}" for name, r in RECIPES.items()).replace("%", "%%"))
     run.add_argument("--config", type=Path, metavar="FILE",
                      help="start from the settings in this JSON file (e.g. a run's config.json); flags override it")
 
@@ -90,13 +94,20 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 
 def run_config(args: argparse.Namespace, base: RunConfig) -> RunConfig:
-    """``base``, then the ``--config`` file, then the flags given: the validated RunConfig."""
-    config = base
+    """``base``, then the ``--recipe``, then the ``--config`` file, then the flags given: the validated RunConfig."""
+    config, chosen, explicit = base, getattr(args, "recipe", None), set()
+    if chosen is not None:
+        config = config.replace(**recipe(chosen).settings)
     if getattr(args, "config", None) is not None:
-        config = config.replace(**read_config_file(args.config).flat())
+        from_file = read_config_file(args.config).flat()
+        config, explicit = config.replace(**from_file), set(from_file)
     flags = {name: value for cls in (*SECTIONS.values(), RunConfig) for name, value in given(args, cls).items()
              if not dataclasses.is_dataclass(value)}
-    return config.replace(**flags)
+    config = config.replace(**flags)
+    if chosen is not None:  # what only the run's prior takes, unless given
+        extra = recipe(chosen).by_prior.get(config.prior.prior, {})
+        config = config.replace(**{k: v for k, v in extra.items() if k not in flags and k not in explicit})
+    return config
 
 
 def read_config_file(path: Path) -> RunConfig:

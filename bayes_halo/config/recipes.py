@@ -1,20 +1,43 @@
 """Named recipes: a published schedule as one flag (``--recipe paper-cifar``), every value overridable.
 
 A recipe is a set of flat settings applied after the defaults and before a ``--config`` file and
-the flags given, so ``config.json`` records the resolved values.  It fixes the schedule, the
-data augmentation and what is penalised and pruned; the penalty strengths stay per method
-(the reference's HALO command used ``xi = psi = 1e-8``: give them with ``--xi``/``--psi``).
+the flags given, so ``config.json`` records the resolved values.  Settings that only some priors
+take (HALO's ``lambda_decay``) are listed per prior and applied when the run's prior takes them
+and they were not given.  The penalty strengths stay per method: the reference's HALO command
+used ``xi = psi = 1e-8`` (give them with ``--xi``/``--psi``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-#: recipe name -> flat settings (see :class:`~bayes_halo.config.sections.RunConfig`)
-RECIPES: dict[str, dict[str, Any]] = {
-    # reference-recipe.md, CIFAR: VGG-16-bn on CIFAR-10, 160 epochs, batch 64, SGD lr 0.1 momentum 0.9,
-    # x0.1 at epochs 80 and 120, weight decay 1e-4 (and on HALO's lambdas, here a Gaussian factor in
-    # the prior), random crop + flip, only convolution parameters penalised and conv weights pruned.
-    "paper-cifar": {"dataset": "cifar10", "model": "vgg16-bn", "epochs": 160, "batch_size": 64, "lr": 0.1,
-                    "momentum": 0.9, "lr_milestones": (0.5, 0.75), "lr_gamma": 0.1, "weight_decay": 1e-4,
-                    "augment": True, "prune_scope": "conv", "include_bias": True, "keep": (0.3, 0.1, 0.05, 0.02)},
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Flat settings for every run, and per prior name the settings only that prior takes."""
+
+    description: str
+    settings: dict[str, Any]
+    by_prior: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+#: recipe name -> its settings (see :class:`~bayes_halo.config.sections.RunConfig`)
+RECIPES: dict[str, Recipe] = {
+    "paper-cifar": Recipe(
+        "the paper's CIFAR recipe (reference-recipe.md): VGG-16-bn on CIFAR-10, 160 epochs, batch 64, SGD lr 0.1 "
+        "momentum 0.9, x0.1 at 50% and 75%, weight decay 1e-4 (and 1e-4 on HALO's lambdas, as a Gaussian factor in "
+        "the prior), random crop + flip, only convolution weights and biases penalised, conv weights pruned",
+        {"dataset": "cifar10", "model": "vgg16-bn", "epochs": 160, "batch_size": 64, "lr": 0.1, "momentum": 0.9,
+         "lr_milestones": (0.5, 0.75), "lr_gamma": 0.1, "weight_decay": 1e-4, "augment": True,
+         "prune_scope": "conv", "include_bias": True, "keep": (0.3, 0.1, 0.05, 0.02)},
+        {"halo": {"lambda_decay": 1e-4}}),
 }
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called ``name``."""
+    if name not in RECIPES:
+        raise ConfigError(f"unknown `recipe` {name!r}; choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]

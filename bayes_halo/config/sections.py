@@ -60,6 +60,10 @@ class ModelConfig:
         check_fields(self)
 
 
+#: the PriorConfig fields a prior class may take (its ``strengths``); ``None`` means the prior's default
+STRENGTHS = ("xi", "psi", "lambda_decay")
+
+
 @dataclass(frozen=True)
 class PriorConfig:
     """The sparsity prior and its per-example strengths (``None``: the prior's default)."""
@@ -70,6 +74,9 @@ class PriorConfig:
     xi: float | None = setting(None, "per-example lasso strength (default: the prior's, see below)", positive())
     psi: float | None = setting(None, "per-example rate of HALO's Gamma(3) hyperprior on lambda "
                                 "(halo, shared-halo; default: the prior's, see below)", positive())
+    lambda_decay: float | None = setting(None, "halo: weight decay on the lambdas, as a Gaussian factor "
+                                         "Normal(0, 1/(N wd)) in their prior (the paper's CIFAR recipe used 1e-4; "
+                                         "default: 0, off)", non_negative())
     gamma: float = setting(1.0, "adaptive-laplace: omega_j = 1/|w_pilot_j|^gamma", positive())
     pilot_epochs: int = setting(5, "adaptive-laplace: epochs of the dense pilot fit, on top of --epochs",
                                 at_least(0))
@@ -79,7 +86,7 @@ class PriorConfig:
         check_fields(self)
         cls = prior_class(self.prior)
         taken = cls.strengths if cls is not None else ()
-        for name in ("xi", "psi"):
+        for name in STRENGTHS:
             value = getattr(self, name)
             if name not in taken and value is not None:
                 raise ConfigError(f"prior {self.prior!r} takes no `{name}`")
@@ -116,6 +123,9 @@ class TrainConfig:
     precision: str = setting("32", "32 = float32; bf16 = bfloat16 autocast for the network's forward pass "
                              "(parameters, lambdas and the penalty stay float32)", choices=PRECISIONS)
     sync_batchnorm: bool = setting(False, "under torchrun on CUDA: BatchNorm statistics over the whole global batch")
+    compile_update: str = setting("auto", "torch.compile the fused SGD + prior update (one pass per tensor; "
+                                  "bit for bit the eager update); auto = when the run has enough steps to pay back "
+                                  "the compile", choices=("auto", "on", "off"))
 
     @property
     def hyper_lr(self) -> float:
@@ -218,7 +228,7 @@ class RunConfig:
                 continue
             current = dataclasses.asdict(getattr(self, section))
             if section == "prior" and "prior" in values and values["prior"] != self.prior.prior:
-                current.update(xi=None, psi=None)  # strengths belong to the prior they were set for
+                current.update(dict.fromkeys(STRENGTHS))  # strengths belong to the prior they were set for
             updated[section] = SECTIONS[section](**{**current, **values})
         return dataclasses.replace(self, **updated)
 
@@ -252,7 +262,7 @@ class RunConfig:
 
     def training_signature(self) -> dict[str, Any]:
         """Settings that must match for ``--resume`` to continue the same training."""
-        ignore = {"data_dir", "download", "threads", "device", "keep", "prune_by", "finetune_epochs", "finetune_lr",
+        ignore = {"data_dir", "download", "threads", "device", "compile_update", "keep", "prune_by", "finetune_epochs", "finetune_lr",
                   *(f.name for f in dataclasses.fields(PosteriorConfig))}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.flat().items() if k not in ignore}
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import math
 
+import torch
 from torch import Tensor
 from torch.distributions import constraints
 
@@ -103,6 +104,22 @@ class Prior(ABC):
         ``hyper`` holds the constrained values of ``hyper_sites``; for the paper's priors R
         does not depend on ``n_data``.
         """
+
+    def penalty_grad(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor],
+                     n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(dR/dw, {key: dR/dh})`` at ``(weight, hyper)``, hyper-variables in constrained space.
+
+        The fused optimiser (:mod:`bayes_halo.training.optim`) adds these inside its step instead
+        of back-propagating through ``penalty``, and may overwrite the returned tensors (return
+        fresh ones, never a view of an input).  Subclasses with a closed form override this;
+        the default differentiates ``penalty`` with autograd.
+        """
+        with torch.enable_grad():
+            inputs = [weight.detach().requires_grad_(True),
+                      *(h.detach().requires_grad_(True) for h in hyper.values())]
+            value = self.penalty(site, inputs[0], dict(zip(hyper, inputs[1:])), n_data)
+            grads = torch.autograd.grad(value, inputs)
+        return grads[0], dict(zip(hyper, grads[1:]))
 
     @abstractmethod
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:

@@ -38,6 +38,11 @@ class Laplace(Prior):
     def penalty(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], n_data: int) -> Tensor:
         return self.xi * weight.abs().sum()
 
+    def penalty_grad(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor],
+                     n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """``dR/dw = xi * sign(w)`` (0 at ``w = 0``, autograd's subgradient of ``|w|``)."""
+        return self.xi * weight.sign(), {}
+
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         return _laplace_site(site, like, like.new_tensor(n_data * self.xi))
 
@@ -85,6 +90,11 @@ class AdaptiveLaplace(Prior):
 
     def penalty(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], n_data: int) -> Tensor:
         return self.xi * (self._omega(site, weight) * weight.abs()).sum()
+
+    def penalty_grad(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor],
+                     n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """``dR/dw_j = xi * omega_j * sign(w_j)``."""
+        return self.xi * self._omega(site, weight) * weight.sign(), {}
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         return _laplace_site(site, like, n_data * self.xi * self._omega(site, like))

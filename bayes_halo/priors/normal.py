@@ -27,6 +27,11 @@ class Normal(Prior):
     def penalty(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], n_data: int) -> Tensor:
         return 0.5 * self.xi * weight.pow(2).sum()
 
+    def penalty_grad(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor],
+                     n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """``dR/dw = xi * w``."""
+        return self.xi * weight, {}
+
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         scale = like.new_tensor((n_data * self.xi) ** -0.5)
         return pyro.sample(site, dist.Normal(like.new_zeros(()), scale).expand(like.shape).to_event(like.dim()))

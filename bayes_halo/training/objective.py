@@ -1,18 +1,20 @@
-"""The training objective as a module, so that DistributedDataParallel sees the whole loss.
+"""The training objective as a module, so that DistributedDataParallel sees the whole loss it reduces.
 
 On ``K`` processes each rank holds ``n_r`` of the ``m`` examples of a global batch.  Rank ``r``
 back-propagates
 
-    loss_r = (K n_r / m) * mean_nll_r + R(w, lambda)  =  (K / m) * sum_{i in r} nll_i + R,
+    loss_r = (K n_r / m) * mean_nll_r  =  (K / m) * sum_{i in r} nll_i,
 
 and DistributedDataParallel averages the network's gradients over the ranks, which gives exactly
-the gradient of the one-process objective ``(1/m) sum_i nll_i + R`` (each rank adds the full
-penalty ``R``, so its average is ``R`` again), also for a last batch that ``K`` does not divide.
+the gradient of the one-process likelihood ``(1/m) sum_i nll_i``, also for a last batch that
+``K`` does not divide.  The prior's part of the objective, ``R(w, lambda)``, is not back-propagated
+at all: the fused optimiser (:class:`~bayes_halo.training.optim.PriorSGD`) adds its closed-form
+gradient inside the step on every rank.  That gradient depends on ``w`` and ``lambda`` alone,
+which are the same on every rank, so each rank adds the same full ``dR`` with no communication:
+the update is the one-process update of ``mean_nll + R``.
 
-Only the network is a registered submodule: the prior's hyper-variables (HALO's lambdas) are
-reached through ``penalty`` and stay out of DDP's gradient reduction.  Their gradient
-``dR/dlambda`` depends on ``w`` and ``lambda`` alone, which are the same on every rank, so it is
-already identical everywhere; reducing it would only add traffic (see the README).
+Only the network is a registered submodule: the prior's hyper-variables (HALO's lambdas) are not
+DDP parameters and are never reduced (see the README).
 """
 from __future__ import annotations
 
@@ -30,26 +32,24 @@ PRECISIONS = ("32", "bf16")
 
 
 class StepOutput(NamedTuple):
-    """What one forward pass gives: the loss to back-propagate and its parts (local share)."""
+    """What one forward pass gives: the loss to back-propagate, the outputs and the share's mean likelihood."""
 
     loss: Tensor
     outputs: Tensor
     mean_nll: Tensor
-    penalty: Tensor
 
 
 class TrainingObjective(nn.Module):
-    """``forward(x, y, weight) -> StepOutput`` with ``loss = weight * mean_nll(net(x), y) + penalty()``.
+    """``forward(x, y, weight) -> StepOutput`` with ``loss = weight * mean_nll(net(x), y)``.
 
     ``precision="bf16"`` runs the network's forward pass under bfloat16 autocast; its outputs,
-    the likelihood and the penalty are float32 (parameters and lambdas stay float32 too).
+    and the likelihood are float32 (parameters and lambdas stay float32 too).
     """
 
     def __init__(self, module: BayesianModule, precision: str = "32") -> None:
         super().__init__()
         self.net = module.net
         self._likelihood = module.likelihood
-        self._penalty = module.penalty  # a bound method: the hyper-variables are not registered here
         self.bf16 = precision == "bf16"
 
     def forward(self, x: Tensor, y: Tensor, weight: float = 1.0) -> StepOutput:
@@ -60,5 +60,4 @@ class TrainingObjective(nn.Module):
         out = out.float()
         # an empty share (a last batch smaller than the number of ranks) adds zero, keeping the graph
         nll = self._likelihood.mean_nll(out, y) if len(y) else out.sum()
-        penalty = self._penalty()
-        return StepOutput(weight * nll + penalty, out, nll.detach(), penalty.detach())
+        return StepOutput(weight * nll, out, nll.detach())

@@ -1,5 +1,8 @@
 """The fast training path: SGD with momentum on ``mean_nll + penalty``.
 
+The loop back-propagates the likelihood alone; the optimiser's step adds the prior's gradient
+(:mod:`.optim`), so the penalty costs no autograd pass and no evaluation per step.
+
 Two parameter groups: the network (learning rate ``lr``, optional weight decay) and the prior's
 hyper-variables in unconstrained space (``lambda_lr``, no weight decay).  Both follow the same
 step schedule (x ``lr_gamma`` at fractions ``lr_milestones`` of training).  A checkpoint is
@@ -31,6 +34,7 @@ from ..config.sections import TrainConfig
 from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .objective import TrainingObjective
+from .optim import PriorSGD, compile_pays
 
 
 @dataclass
@@ -46,14 +50,19 @@ class TrainResult:
         return float(sum(h["seconds"] for h in self.history))
 
 
-def build_optimizer(module: BayesianModule, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; the hyper-variables in their own group with their own learning rate."""
-    groups: list[dict[str, Any]] = [{"params": list(module.network_parameters()), "lr": config.lr,
-                                     "weight_decay": config.weight_decay}]
-    hyper = list(module.hyper_parameters())
-    if hyper:
-        groups.append({"params": hyper, "lr": config.hyper_lr, "weight_decay": 0.0})
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+def build_optimizer(module: BayesianModule, config: TrainConfig, n_steps: int | None = None) -> torch.optim.Optimizer:
+    """SGD with momentum on ``mean_nll + penalty``; the hyper-variables in their own group.
+
+    With a prior, :class:`~bayes_halo.training.optim.PriorSGD` (the prior's gradient inside the
+    step: back-propagate the likelihood alone), compiled as ``config.compile_update`` says
+    ("auto": when ``n_steps`` training steps pay the compile back); without one, ``torch.optim.SGD``.
+    """
+    if module.prior is None:
+        return torch.optim.SGD(module.network_parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    compile = config.compile_update == "on" or (config.compile_update == "auto" and n_steps is not None
+                                                 and compile_pays(module, n_steps))
+    return PriorSGD(module, config.lr, config.momentum, config.weight_decay, config.hyper_lr, compile=compile)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.MultiStepLR:
@@ -92,7 +101,8 @@ def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: in
                           f"{runtime.world_size} processes; choose a multiple of {runtime.world_size}")
     module.to(runtime.device)
     model = _wrap(module, config, runtime)
-    optimizer = build_optimizer(module, config)
+    steps_per_epoch = -(-data.n_train // config.batch_size)
+    optimizer = build_optimizer(module, config, n_steps=config.epochs * steps_per_epoch)
     schedule = build_schedule(optimizer, config)
     # both on the CPU: the same batch order and the same crops on any device and every rank
     batches, crops = torch.Generator().manual_seed(seed + 1), torch.Generator().manual_seed(seed + 2)
@@ -102,7 +112,6 @@ def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: in
             raise CheckpointError("resume needs a checkpoint path")
         history = _restore(checkpoint, module, optimizer, schedule, batches, crops, signature or {})
     data = data.to(runtime.device)
-    steps_per_epoch = -(-data.n_train // config.batch_size)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
                disable=not (progress and runtime.master_process), desc=label, unit="step", dynamic_ncols=True,
                mininterval=0.5)
@@ -143,14 +152,15 @@ def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: Tr
     """One pass over the training set; returns the epoch's record.
 
     Sums stay on the device and are read once, at the end: ``nll`` is the mean over examples of
-    ``nll_i``, ``penalty`` that of ``R`` (as it was at each example's step), ``loss`` their sum,
-    ``train_accuracy`` the fraction classified right.
+    ``nll_i`` (as it was at each example's step), ``penalty`` ``R`` at the epoch's end (the
+    optimiser adds its gradient inside the step, so the loop never evaluates it), ``loss`` their
+    sum, ``train_accuracy`` the fraction classified right.
     """
     start = time.perf_counter()
     model.train()
     x, y = data.x_train, data.y_train
     n, size = len(y), config.batch_size
-    nll_sum, penalty_sum = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+    nll_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     order = torch.randperm(n, generator=batches).to(x.device)
     draws = data.augmentation_draws(n, crops)  # one crop and flip per example and epoch, or None
@@ -165,14 +175,14 @@ def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: Tr
         step.loss.backward()
         optimizer.step()
         nll_sum += step.mean_nll * len(idx)
-        penalty_sum += step.penalty * len(idx)
         correct += (step.outputs.argmax(-1) == yb).sum()
         bar.update()
     finite = torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all()
-    totals = runtime.all_reduce_sum(torch.stack([nll_sum, penalty_sum, correct.to(nll_sum.dtype),
-                                                 (~finite).to(nll_sum.dtype)]))
-    total_nll, total_penalty, total_correct, not_finite = totals.tolist()
-    total_loss = total_nll + total_penalty
+    with torch.no_grad():
+        penalty = module.penalty().float()  # the same on every rank: not reduced
+    totals = runtime.all_reduce_sum(torch.stack([nll_sum, correct.to(nll_sum.dtype), (~finite).to(nll_sum.dtype)]))
+    total_nll, total_correct, not_finite, penalty = torch.cat([totals, penalty.reshape(1)]).tolist()  # one read
+    total_loss = total_nll + n * penalty
     if not math.isfinite(total_loss):
         raise DivergenceError(
             f"training diverged in epoch {epoch + 1}: the loss became {total_loss / n}; "
@@ -180,7 +190,7 @@ def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: Tr
     if not_finite:
         raise DivergenceError(f"training diverged in epoch {epoch + 1}: a parameter is not finite; "
                               "lower `lr` (or `xi`/`psi`); no checkpoint of this epoch was written")
-    return {"epoch": epoch + 1, "loss": total_loss / n, "nll": total_nll / n, "penalty": total_penalty / n,
+    return {"epoch": epoch + 1, "loss": total_loss / n, "nll": total_nll / n, "penalty": penalty,
             "train_accuracy": total_correct / n,
             "near_zero": near_zero_fraction(module, config.near_zero),
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
