@@ -102,3 +102,20 @@ def test_out_naming_a_file_is_one_line(tmp_path, capsys):
         assert main([*QUICK, "--out", str(target)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "is not a folder" in err
+
+
+def test_a_recipe_then_the_flags():
+    from bayes_halo.cli.options import run_config
+    from bayes_halo.config.recipes import RECIPES
+
+    parser = fit.build_parser()
+    config = run_config(parser.parse_args(["--recipe", "paper-cifar", "--epochs", "2"]), RunConfig())
+    recipe = RECIPES["paper-cifar"]
+    flat = config.flat()
+    for key, value in recipe.settings.items():
+        if key != "epochs":
+            assert flat[key] == value, key
+    assert flat["epochs"] == 2 and flat["lambda_decay"] == 1e-4  # a flag wins; HALO gets its lambda decay
+    assert run_config(parser.parse_args(["--recipe", "paper-cifar", "--prior", "laplace"]), RunConfig()).prior.lambda_decay is None
+    assert run_config(parser.parse_args(["--recipe", "paper-cifar", "--lambda-decay", "0"]),
+                      RunConfig()).prior.lambda_decay == 0.0

@@ -195,3 +195,25 @@ def test_committed_studies_resume_every_committed_row(name):
         sys.path.remove(str(STUDY_DIR))
     committed = {r["run_id"]: r["config_sha"] for r in rows}
     assert {job.run_id: job.sha for job in jobs} == committed
+
+
+@pytest.mark.parametrize("name", ["cifar10-vgg16", "cifar100-vgg16", "cifar100-resnet50"])
+def test_cifar_study_configs_run_their_first_halo_point(name, tmp_path):
+    """Every run's settings are valid, and HALO's first grid point trains, prunes and scores on a fake CIFAR."""
+    from fake_cifar import write_cifar10, write_cifar100
+
+    sys.path.insert(0, str(STUDY_DIR))
+    try:
+        runner = importlib.import_module("run")
+        study = runner.load_study(STUDY_DIR / "configs" / f"{name}.json")
+        jobs = runner.build_jobs(study)  # validates the settings of every run
+        (write_cifar10 if study["dataset"] == "cifar10" else write_cifar100)(tmp_path)
+        first = next(job for job in jobs if job.method == "halo")
+        quick = runner.Job(first.run_id, first.method, {**first.settings, "epochs": 1, "subset": 120, "val_size": 20,
+                                                        "batch_size": 50, "data_dir": str(tmp_path), "device": "cpu"})
+        rows = runner.run_job(quick)
+    finally:
+        sys.path.remove(str(STUDY_DIR))
+    assert len(jobs) == 3 * sum(len(runner.grid_points(spec)) for spec in study["methods"].values())
+    assert {r["keep"] for r in rows} == set(study["keep"]) and {r["criterion"] for r in rows} == {"magnitude", "halo-coefficient"}
+    assert all(r["total_weights"] == rows[0]["total_weights"] for r in rows)
