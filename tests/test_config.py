@@ -60,7 +60,8 @@ def test_flat_and_nested_forms_and_the_priors_own_defaults():
 
 
 def test_the_committed_flat_config_of_version_0_1_loads_with_every_value():
-    saved = json.loads((ROOT / "experiments/default_run/run/config.json").read_text())
+    saved = json.loads((ROOT / "experiments/results/lenet5-caffe-budget/halo-xi1e-5-psi3e-4-30ep/config.json").read_text())
+    assert "train" not in saved  # written by bayes_halo 0.1: one key per setting
     config = RunConfig.from_dict(saved)
     flat = config.flat()
     for key, value in saved.items():

