@@ -21,7 +21,7 @@ Train a network with a sparsity prior (MAP, fast torch path), prune it one-shot 
 fraction without fine-tuning, and report dense and pruned accuracy.
 
 With no options this trains LeNet-300-100 on the real MNIST with HALO for 30 epochs
-(about two minutes on 2 CPU cores) and prunes to 10, 5, 2 and 1 % of its weights.
+(under a minute on 2 idle CPU cores) and prunes to 10, 5, 2 and 1 % of its weights.
 
 Penalty strengths use the paper's per-example convention: the objective is
   mean cross-entropy + R(w),   HALO: R = xi * sum |w_j| / lambda_j^2 + psi * sum lambda_j,
