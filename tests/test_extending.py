@@ -12,9 +12,9 @@ from torch.distributions import constraints
 
 from bayes_halo.cli import fit, path
 from bayes_halo.data import TensorSplit, load_digits_tensors, register_dataset
-from bayes_halo.data.registry import _DATASETS
+from bayes_halo.data.registry import DATASETS
 from bayes_halo.models import register_model
-from bayes_halo.models.registry import _MODELS
+from bayes_halo.models.registry import MODELS
 from bayes_halo.priors import PRIORS, HyperSite, Prior, hyper_site_name, register_prior
 from bayes_halo.pruning import keep_count
 
@@ -67,8 +67,8 @@ def registered():
 
     yield
     PRIORS.pop(HalfBridge.name)
-    _DATASETS.pop("test-small-digits")
-    _MODELS.pop("test-mlp")
+    DATASETS.entries.pop("test-small-digits")
+    MODELS.entries.pop("test-mlp")
 
 
 def test_the_example_prior_is_its_penalty(float64):

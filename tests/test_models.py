@@ -12,7 +12,7 @@ from bayes_halo.models import registry
 @pytest.fixture
 def clean_registry(monkeypatch):
     """Let a test register models without leaking them into other tests."""
-    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    monkeypatch.setattr(registry.MODELS, "entries", dict(registry.MODELS.entries))
 
 
 # Published parameter counts (LeNet-300-100 and LeNet-5-Caffe: Han et al. 2015; classic LeNet-5).

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import BayesHaloError
-from .options import as_flags, flag_names
+from .options import as_flags, flag_names, parse_or_status
 
 DESCRIPTION = """\
 Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction exactly as fit
@@ -96,10 +96,9 @@ def format_report(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, or a one-line argument error
-        return int(stop.code or 0)
+    args = parse_or_status(parser, argv)
+    if isinstance(args, int):  # --help, or a one-line argument error
+        return args
     from ..export import export_run  # after parsing: --help stays fast
 
     onnx = args.onnx

@@ -13,7 +13,8 @@ from ..diagnostics.posterior_report import format_posterior
 from ..distributed import distributed_runtime
 from ..pipeline import run_fit
 from ..priors import PRIORS, trainable_priors
-from .options import OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given, run_command, run_config
+from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
+                      parse_or_status, run_command, run_config)
 from .table import format_metrics
 
 DESCRIPTION = """\
@@ -82,17 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, or a one-line argument error
-        return int(stop.code or 0)
+    args = parse_or_status(parser, argv)
+    if isinstance(args, int):  # --help, or a one-line argument error
+        return args
     output = OutputOptions(**given(args, OutputOptions))
     flags = flag_names(parser)
     state: dict[str, str] = {}
 
     def body() -> int:
         config = run_config(args, RunConfig())
-        out = Path(output.out or f"runs/{config.prior.prior}-{config.model.model}-{config.data.dataset}-seed{config.seed}")
+        out = Path(output.out or f"runs/{config.prior.prior}-{config.model.model}-{config.data.dataset}"
+                   f"-seed{config.seed}")
         check_out_dir(out)
         state["out"] = str(out)
         with distributed_runtime(config.train.device) as runtime:

@@ -35,6 +35,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def parse_or_status(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit status argparse chose (0 after ``--help``, 2 after a one-line error)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
 def flag_of(name: str, field: dataclasses.Field | None = None) -> str:
     """The flag of setting ``name`` (``"lr_gamma"`` -> ``"--lr-gamma"``)."""
     if field is not None and field.metadata.get("flag"):

@@ -10,7 +10,8 @@ from ..config.fields import setting
 from ..config.sections import RunConfig
 from ..errors import ConfigError
 from ..regpath import CHOICE, CSV, PLOT, PathConfig, path_priors, regularization_path, write_outputs
-from .options import OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given, run_command, run_config
+from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
+                      parse_or_status, run_command, run_config)
 
 DESCRIPTION = """\
 Train along a grid of increasing penalty strengths with warm starts (glmnet-style): point k
@@ -82,10 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, or a one-line argument error
-        return int(stop.code or 0)
+    args = parse_or_status(parser, argv)
+    if isinstance(args, int):  # --help, or a one-line argument error
+        return args
     output = PathOutput(**given(args, PathOutput))
 
     def body() -> int:

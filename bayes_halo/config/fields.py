@@ -51,7 +51,8 @@ def non_negative() -> Constraint:
 
 
 def interval(low: float, high: float, closed: str = "left") -> Constraint:
-    """A number in ``[low, high)`` (``closed="left"``), ``(low, high]`` (``"right"``), ``(low, high)`` (``"neither"``)."""
+    """A number in ``[low, high)`` (``closed="left"``), ``(low, high]`` (``"right"``), ``(low, high)``
+    (``"neither"``) or ``[low, high]`` (``"both"``)."""
     left = (lambda v: v >= low) if closed in ("left", "both") else (lambda v: v > low)
     right = (lambda v: v <= high) if closed in ("right", "both") else (lambda v: v < high)
     brackets = ("[" if closed in ("left", "both") else "(") + f"{low:g}, {high:g}" + (

@@ -201,7 +201,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"RunConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+                raise ConfigError(f"RunConfig.{name} must be a {cls.__name__}, "
+                                  f"got {type(getattr(self, name)).__name__}")
         check_fields(self)
         if self.posterior.svi and self.prior.prior == "none":
             raise ConfigError("`svi` needs a prior: the posterior under a flat prior is not proper")
@@ -262,7 +263,8 @@ class RunConfig:
 
     def training_signature(self) -> dict[str, Any]:
         """Settings that must match for ``--resume`` to continue the same training."""
-        ignore = {"data_dir", "download", "threads", "device", "compile_update", "keep", "prune_by", "finetune_epochs", "finetune_lr",
+        ignore = {"data_dir", "download", "threads", "device", "compile_update", "keep", "prune_by",
+                  "finetune_epochs", "finetune_lr",
                   *(f.name for f in dataclasses.fields(PosteriorConfig))}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.flat().items() if k not in ignore}
 

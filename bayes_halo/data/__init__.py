@@ -19,7 +19,8 @@ register_dataset("digits")(lambda data_dir, download: load_digits_tensors())
 register_dataset("cifar10")(lambda data_dir, download: load_cifar_tensors("cifar10", data_dir, download=download))
 register_dataset("cifar100")(lambda data_dir, download: load_cifar_tensors("cifar100", data_dir, download=download))
 
-__all__ = ["ArrayData", "BatchTransform", "TensorSplit", "load_cifar_tensors", "available_datasets", "iterate_minibatches", "load_dataset",
+__all__ = ["ArrayData", "BatchTransform", "TensorSplit", "load_cifar_tensors", "available_datasets",
+           "iterate_minibatches", "load_dataset",
            "load_digits_tensors", "load_mnist_tensors", "register_dataset", "train_val_split"]
 
 

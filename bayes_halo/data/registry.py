@@ -13,38 +13,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import ConfigError
+from ..registry import Registry
 from .arrays import TensorSplit
 
 DatasetLoader = Callable[[Path | None, bool], TensorSplit]
 LoaderT = TypeVar("LoaderT", bound=DatasetLoader)
 
-_DATASETS: dict[str, DatasetLoader] = {}
+#: every data set loader by name, in registration order
+DATASETS: Registry[DatasetLoader] = Registry("dataset", "bayes_halo.data.register_dataset")
 
 
 def register_dataset(name: str, overwrite: bool = False) -> Callable[[LoaderT], LoaderT]:
     """Decorator registering ``loader(data_dir, download) -> TensorSplit`` under ``name``."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a data set name must be a non-empty string, got {name!r}")
-
-    def add(loader: LoaderT) -> LoaderT:
-        if name in _DATASETS and not overwrite:
-            raise ConfigError(f"a data set named {name!r} is already registered: "
-                              "pick another name or pass overwrite=True")
-        _DATASETS[name] = loader
-        return loader
-
-    return add
+    return DATASETS.register(name, overwrite)
 
 
 def dataset_loader(name: str) -> DatasetLoader:
     """The loader registered as ``name``."""
-    if name not in _DATASETS:
-        raise ConfigError(f"unknown `dataset` {name!r}: choose one of {', '.join(available_datasets())} "
-                          "or add yours with bayes_halo.data.register_dataset")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def available_datasets() -> list[str]:
     """Registered data set names, in registration order."""
-    return list(_DATASETS)
+    return DATASETS.names()

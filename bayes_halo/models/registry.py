@@ -14,6 +14,7 @@ from typing import TypeVar
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 from .lenet import LeNet5, LeNet5Caffe, LeNet300100
 from .resnet_cifar import resnet18_cifar, resnet20, resnet50_cifar, resnet56
 from .vgg import VGG16BN
@@ -21,30 +22,18 @@ from .vgg import VGG16BN
 ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]
 FactoryT = TypeVar("FactoryT", bound=ModelFactory)
 
-_MODELS: dict[str, ModelFactory] = {}
+#: every network factory by name
+MODELS: Registry[ModelFactory] = Registry("model", "bayes_halo.models.register_model", sort=True)
 
 
 def register_model(name: str, overwrite: bool = False) -> Callable[[FactoryT], FactoryT]:
     """Decorator registering ``factory(input_shape, n_classes) -> nn.Module`` under ``name``."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a model name must be a non-empty string, got {name!r}")
-
-    def add(factory: FactoryT) -> FactoryT:
-        if name in _MODELS and not overwrite:
-            raise ConfigError(f"a model named {name!r} is already registered: "
-                              "pick another name or pass overwrite=True")
-        _MODELS[name] = factory
-        return factory
-
-    return add
+    return MODELS.register(name, overwrite)
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     """A fresh network for images of ``input_shape = (C, H, W)`` and ``n_classes`` classes."""
-    if name not in _MODELS:
-        raise ConfigError(f"unknown `model` {name!r}: choose one of {', '.join(available_models())} "
-                          "or add yours with bayes_halo.models.register_model")
-    model = _MODELS[name](tuple(input_shape), n_classes)
+    model = MODELS.get(name)(tuple(input_shape), n_classes)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"the factory registered as {name!r} returned {type(model).__name__}, "
                           "not a torch.nn.Module")
@@ -53,7 +42,7 @@ def build_model(name: str, input_shape: tuple[int, int, int], n_classes: int) ->
 
 def available_models() -> list[str]:
     """Registered model names, sorted."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 register_model("lenet300")(LeNet300100)
