@@ -9,20 +9,12 @@ from torch import nn
 from bayes_halo.errors import ConfigError
 from bayes_halo.inference.map import map_guide, map_loss
 from bayes_halo.models.bayesian import BayesianModule
-from bayes_halo.priors import HALO, AdaptiveLaplace, Laplace, Normal, SharedHALO
+from bayes_halo.priors import HALO
+from tiny_models import make_prior, small_net
 
 N, B = 200, 32
 
 
-def small_net():
-    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
-
-
-def make_prior(name, net):
-    pilot = {k: v.detach() for k, v in net.named_parameters() if k.endswith("weight")}
-    return {"none": None, "ridge": Normal(0.05), "laplace": Laplace(0.01),
-            "adaptive-laplace": AdaptiveLaplace.from_pilot(0.01, pilot),
-            "halo": HALO(0.01, 0.02), "shared-halo": SharedHALO(0.01, 0.02)}[name]
 
 
 PRIOR_NAMES = ["none", "ridge", "laplace", "adaptive-laplace", "halo", "shared-halo"]

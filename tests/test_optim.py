@@ -3,26 +3,15 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from bayes_halo.errors import ConfigError
 from bayes_halo.models.bayesian import BayesianModule
-from bayes_halo.priors import HALO, AdaptiveLaplace, Laplace, Normal, SharedHALO
 from bayes_halo.training.optim import PriorSGD
+from tiny_models import make_prior, small_net
 
 N, B = 200, 32
 
 
-def small_net():
-    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
-
-
-def make_prior(name, net):
-    pilot = {k: v.detach() for k, v in net.named_parameters() if k.endswith("weight")}
-    return {"none": None, "ridge": Normal(0.05), "laplace": Laplace(0.01),
-            "adaptive-laplace": AdaptiveLaplace.from_pilot(0.01, pilot),
-            "halo": HALO(0.01, 0.02), "halo-decay": HALO(0.01, 0.02, lambda_decay=0.05),
-            "shared-halo": SharedHALO(0.01, 0.02)}[name]
 
 
 def modules(name, positivity, generator):
@@ -55,6 +44,13 @@ def test_fused_steps_equal_sgd_on_the_autograd_gradient(name, positivity, float6
     groups = [{"params": list(reference.network_parameters()), "weight_decay": wd},
               {"params": list(reference.hyper_parameters()), "lr": hyper_lr, "weight_decay": 0.0}]
     sgd = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=momentum)
+    after, expected = step_both(fused, optimizer, reference, sgd, generator)
+    for site, value in expected.items():
+        torch.testing.assert_close(after[site], value, rtol=1e-10, atol=1e-12)
+
+
+def step_both(fused, optimizer, reference, sgd, generator):
+    """The same batches through PriorSGD (likelihood back-propagated) and torch SGD on the whole objective."""
     for x, y in batches(generator):
         optimizer.zero_grad()
         fused.likelihood.mean_nll(fused(x), y).backward()
@@ -62,9 +58,7 @@ def test_fused_steps_equal_sgd_on_the_autograd_gradient(name, positivity, float6
         sgd.zero_grad()
         reference.objective(x, y).backward()
         sgd.step()
-    after, expected = fused.site_values(), reference.site_values()
-    for site, value in expected.items():
-        torch.testing.assert_close(after[site], value, rtol=1e-10, atol=1e-12)
+    return fused.site_values(), reference.site_values()
 
 
 def test_back_propagating_the_penalty_too_is_refused():
@@ -84,14 +78,7 @@ def test_fused_halo_is_bit_for_bit_the_unfused_path(positivity):
     optimizer = PriorSGD(fused, 0.1, 0.9)
     sgd = torch.optim.SGD([{"params": list(reference.network_parameters())},
                            {"params": list(reference.hyper_parameters())}], lr=0.1, momentum=0.9)
-    for x, y in batches(generator):
-        optimizer.zero_grad()
-        fused.likelihood.mean_nll(fused(x), y).backward()
-        optimizer.step()
-        sgd.zero_grad()
-        reference.objective(x, y).backward()
-        sgd.step()
-    after, expected = fused.site_values(), reference.site_values()
+    after, expected = step_both(fused, optimizer, reference, sgd, generator)
     assert all(torch.equal(after[site], value) for site, value in expected.items())
 
 
