@@ -10,7 +10,8 @@ adaptive lasso's pilot: 1 epoch), one thread, seed 0.  For every grid point it r
 * ``val_2``: validation accuracy after one-shot global magnitude pruning to 2 % of the weights.
 
 Rule, fixed before running: among the points whose ``val_units`` is within 0.5 points of the
-grid's best, the one with the fewest alive units in all; ties -> the better ``val_units``.
+best of every point of that prior in ``results.csv``, the one with the fewest alive units in all;
+ties -> the better ``val_units``.
 
     python experiments/group_defaults/scout.py --prior halo --grid "xi=5e-5,2e-4,1e-3" "psi=1e-4,1e-3"
 """
@@ -75,10 +76,10 @@ def one_run(prior: str, point: dict[str, float], epochs: int, data) -> dict:
 
 
 def choose(rows: list[dict]) -> dict:
-    """The rule of the module docstring."""
-    best = max(r["val_units"] for r in rows)
-    close = [r for r in rows if r["val_units"] >= best - 0.005]
-    return min(close, key=lambda r: (r["units_fc1"] + r["units_fc2"] + r["units_fc3"], -r["val_units"]))
+    """The rule of the module docstring, over ``rows`` (one prior's)."""
+    best = max(float(r["val_units"]) for r in rows)
+    close = [r for r in rows if float(r["val_units"]) >= best - 0.005]
+    return min(close, key=lambda r: (sum(int(r[f"units_fc{i}"]) for i in (1, 2, 3)), -float(r["val_units"])))
 
 
 def main() -> None:
@@ -95,7 +96,8 @@ def main() -> None:
     buffer = io.StringIO()
     csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n").writerows(rows)
     write_text(path, previous + buffer.getvalue())
-    print("chosen:", choose(rows))
+    with path.open(newline="") as handle:
+        print("chosen:", choose([r for r in csv.DictReader(handle) if r["prior"] == args.prior]))
 
 
 if __name__ == "__main__":
