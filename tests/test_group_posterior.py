@@ -118,3 +118,10 @@ def test_fit_svi_with_groups_writes_group_inclusion(tmp_path):
     assert summary == pytest.approx(small[0].mean(0))  # P(||w_g|| < eps | data) per group
     expected_small = sum(summary)
     assert posterior["groups"][1]["expected_small"] == pytest.approx(expected_small, abs=1e-5)
+
+
+def test_nuts_refuses_group_priors_in_one_line():
+    from bayes_halo.errors import ConfigError
+    from bayes_halo.inference.nuts import run_nuts
+    with pytest.raises(ConfigError, match="NUTS does not support group priors"):
+        run_nuts(grouped_module(GroupHALO(0.05, 0.1)), *toy_data(10), num_samples=2, warmup=2, progress=False)
