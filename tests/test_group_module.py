@@ -194,14 +194,15 @@ def test_compiled_group_update_is_the_eager_update_bit_for_bit():
         assert torch.equal(value, other), key
 
 
-@pytest.mark.parametrize("model", ["resnet20", "vgg16-bn"])
-def test_fused_step_on_a_cifar_network_with_coupled_channels(model):
+@pytest.mark.parametrize("model, structure", [("resnet20", "unit"), ("vgg16-bn", "unit"), ("resnet20", "out-unit"),
+                                               ("vgg16-bn", "bn-scale")])
+def test_fused_step_on_a_cifar_network_with_coupled_channels(model, structure):
     """Residual coupling and BatchNorm entries in the groups: PriorSGD == SGD on the autograd path, bit for bit."""
     from bayes_halo.models.registry import build_model
     torch.manual_seed(0)
     net = build_model(model, (3, 32, 32), 10)
-    fused = BayesianModule(net, GroupHALO(1e-3, 1e-3), 1000, groups="unit", example_input=torch.zeros(1, 3, 32, 32),
-                           positivity="abs")
+    fused = BayesianModule(net, GroupHALO(1e-3, 1e-3), 1000, groups=structure,
+                           example_input=torch.zeros(1, 3, 32, 32), positivity="abs")
     with torch.no_grad():
         fused.net.get_submodule(next(n for n, m in net.named_modules() if isinstance(m, nn.Conv2d))).weight[0] = 0.0
     reference = copy.deepcopy(fused)
