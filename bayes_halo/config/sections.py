@@ -23,7 +23,7 @@ from ..distributed import DEVICES, is_device_name
 from ..errors import ConfigError
 from ..models.registry import available_models
 from ..priors.registry import prior_class, trainable_priors
-from ..training.objective import PRECISIONS
+from .choices import DEFAULT_POSITIVITY, POSITIVITIES, PRECISIONS
 from .fields import Constraint, at_least, check_fields, each, interval, non_negative, positive, setting
 
 
@@ -106,9 +106,9 @@ class TrainConfig:
     lr: float = setting(0.1, "network learning rate", positive())
     lambda_lr: float | None = setting(None, "learning rate of the prior's hyper-variables "
                                       "(default: the network's, as in the paper)", positive())
-    positivity: str = setting("abs", "how the trainable tensor maps to a positive lambda: abs (lambda = |raw|, "
+    positivity: str = setting(DEFAULT_POSITIVITY, "how the trainable tensor maps to a positive lambda: abs (lambda = |raw|, "
                               "the paper's) or exp (lambda = exp(raw), Pyro's coordinate); same objective, "
-                              "different SGD path", choices=("abs", "exp"))
+                              "different SGD path", choices=POSITIVITIES)
     momentum: float = setting(0.9, "SGD momentum", interval(0, 1))
     lr_milestones: tuple[float, ...] = setting((0.5, 0.75), "fractions of training where every learning rate "
                                                "is multiplied by lr_gamma", each(interval(0, 1, "neither")),

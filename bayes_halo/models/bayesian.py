@@ -7,11 +7,12 @@ One object, two estimators of the same objective:
   (HALO's lambdas, all positive) held as ordinary trainable tensors ``raw`` and their
   positivity handled explicitly by ``positivity``:
 
+  - ``"abs"`` (the default): ``lambda = |raw|``, the paper's coordinate.  A dead weight's lambda
+    falls linearly instead of ever more slowly, which in a fixed budget prunes better (see
+    ``experiments/tune_defaults``);
   - ``"exp"``: ``lambda = exp(raw)``, Pyro's own coordinate (``biject_to(positive)``), so one
-    SGD step here and one on ``AutoDelta`` move every parameter identically;
-  - ``"abs"``: ``lambda = |raw|``, the paper's coordinate.  Same objective, different SGD
-    trajectory: a dead weight's lambda falls linearly instead of ever more slowly, which in
-    a fixed budget prunes better (see ``experiments/tune_defaults``);
+    SGD step here and one on ``AutoDelta`` move every parameter identically.  Same objective,
+    different SGD trajectory;
 * the **Pyro model** ``model(x, y)``: prunable weights and hyper-variables are sample sites of
   the prior, every other parameter has a flat (improper) prior, and ``y`` is observed inside
   ``pyro.plate("data", N, subsample=...)``, which scales the batch log-likelihood by ``N/B``.
@@ -21,7 +22,6 @@ One object, two estimators of the same objective:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Literal
 
 import pyro
 import pyro.distributions as dist
@@ -29,12 +29,12 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import biject_to, constraints
 
+from ..config.choices import DEFAULT_POSITIVITY, POSITIVITIES, Positivity
 from ..errors import ConfigError
 from ..priors import Prior, hyper_site_name
 from .likelihoods import Categorical, Likelihood
 from .selection import Scope, parameter_dict_key, prunable_parameters, tensor_at
 
-Positivity = Literal["exp", "abs"]
 
 
 class BayesianModule(nn.Module):
@@ -47,18 +47,18 @@ class BayesianModule(nn.Module):
         likelihood: observation model (default: categorical on logits).
         scope, include_bias, exclude: which parameters get the prior
             (see :func:`bayes_halo.models.selection.prunable_parameters`).
-        positivity: how trainable tensors map to the (positive) hyper-variables: ``"exp"``
-            or ``"abs"`` (see the module docstring).
+        positivity: how trainable tensors map to the (positive) hyper-variables: ``"abs"``
+            (the default, as on the command line) or ``"exp"`` (see the module docstring).
     """
 
     def __init__(self, net: nn.Module, prior: Prior | None, n_data: int,
                  likelihood: Likelihood | None = None, scope: Scope = "all",
-                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = "exp") -> None:
+                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = DEFAULT_POSITIVITY) -> None:
         super().__init__()
         if int(n_data) < 1:
             raise ConfigError(f"n_data must be a positive number of examples, got {n_data}")
-        if positivity not in ("exp", "abs"):
-            raise ConfigError(f"unknown positivity {positivity!r}; choose 'exp' or 'abs'")
+        if positivity not in POSITIVITIES:
+            raise ConfigError(f"unknown positivity {positivity!r}; choose one of {', '.join(POSITIVITIES)}")
         self.positivity = positivity
         self.net = net
         self.prior = prior

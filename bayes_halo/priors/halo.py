@@ -17,7 +17,8 @@ from .base import HyperSite, Prior, check_strength, hyper_site_name
 class _HALOPenalty(torch.autograd.Function):
     r"""``xi * sum_j |w_j| / lambda_j^2 + psi * sum_j lambda_j`` with its gradients formed in one go.
 
-    ``dR/dw_j = xi sign(w_j) / lambda_j^2``, ``dR/dlambda_j = psi - 2 xi |w_j| / lambda_j^3``, computed
+    ``dR/dw_j = xi sign(w_j) / lambda_j^2`` (0 at ``w_j = 0``, the subgradient used everywhere),
+    ``dR/dlambda_j = psi - 2 xi |w_j| / lambda_j^3``, computed
     in the forward pass with in-place operations; the backward pass only scales them (no host
     synchronisation).  Used where autograd runs through the penalty (SVI, NUTS, ``objective``);
     training uses the fused optimiser instead.
@@ -29,7 +30,7 @@ class _HALOPenalty(torch.autograd.Function):
         inv_sq = inv.square()
         abs_w = weight.abs()
         value = xi * torch.dot(inv_sq.reshape(-1), abs_w.reshape(-1)) + psi * lam.sum()
-        grad_w = torch.copysign(inv_sq, weight).mul_(xi)
+        grad_w = weight.sign().mul_(inv_sq).mul_(xi)  # the operations of HALO.penalty_grad
         grad_lam = abs_w.mul_(inv_sq).mul_(inv).mul_(-2.0 * xi).add_(psi)
         ctx.save_for_backward(grad_w, grad_lam)
         return value
@@ -138,7 +139,7 @@ class HALO(Prior):
 
     def penalty_grad(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor],
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """``dR/dw = xi sign(w)/lambda^2``, ``dR/dlambda = psi - 2 xi |w|/lambda^3 [+ (3-a)/(N lambda)] [+ decay lambda]``."""
+        """``dR/dw = xi sign(w)/lambda^2`` (0 at ``w = 0``), ``dR/dlambda = psi - 2 xi |w|/lambda^3 [+ (3-a)/(N lambda)] [+ decay lambda]``."""
         lam = hyper["lambda"]
         inv = lam.reciprocal()
         inv_sq = inv.square()

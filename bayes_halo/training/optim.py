@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..models.bayesian import BayesianModule, Positivity
+from ..config.choices import Positivity
+from ..models.bayesian import BayesianModule
 from ..priors import Prior
 
 #: one prior-carrying tensor: (site, w, g_w, momentum buffer of w, raw hypers by key, their buffers)
