@@ -33,7 +33,20 @@ from ..config.choices import DEFAULT_POSITIVITY, POSITIVITIES, Positivity
 from ..errors import ConfigError
 from ..priors import Prior, hyper_site_name
 from .likelihoods import Categorical, Likelihood
-from .selection import Scope, parameter_dict_key, prunable_parameters, tensor_at
+from .selection import Layers, Scope, parameter_dict_key, prunable_parameters, tensor_at
+
+
+def site_gradients(prior: Prior, positivity: Positivity, n_data: int, site: str, weight: Tensor,
+                   raws: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    """``(dR/dw, {key: dR/dr})`` of one site from the prior's closed form, ``r`` the raw hyper-variables.
+
+    ``h = |r|`` (``dh/dr = sign(r)``) or ``h = exp(r)`` (``dh/dr = h``); ``dR/dr = dR/dh * dh/dr``.
+    Fresh tensors: the caller may overwrite them.
+    """
+    hyper = {key: r.abs() if positivity == "abs" else r.exp() for key, r in raws.items()}
+    grad_w, grad_h = prior.penalty_grad(site, weight, hyper, n_data)
+    return grad_w, {key: grad_h[key].mul_(r.sign() if positivity == "abs" else hyper[key])
+                    for key, r in raws.items()}
 
 
 
@@ -45,7 +58,7 @@ class BayesianModule(nn.Module):
         prior: the prior on every selected weight tensor, or ``None`` (maximum likelihood).
         n_data: ``N``, the number of training examples (sets the prior's total rates).
         likelihood: observation model (default: categorical on logits).
-        scope, include_bias, exclude: which parameters get the prior
+        scope, include_bias, exclude, layers: which parameters get the prior
             (see :func:`bayes_halo.models.selection.prunable_parameters`).
         positivity: how trainable tensors map to the (positive) hyper-variables: ``"abs"``
             (the default, as on the command line) or ``"exp"`` (see the module docstring).
@@ -53,7 +66,8 @@ class BayesianModule(nn.Module):
 
     def __init__(self, net: nn.Module, prior: Prior | None, n_data: int,
                  likelihood: Likelihood | None = None, scope: Scope = "all",
-                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = DEFAULT_POSITIVITY) -> None:
+                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = DEFAULT_POSITIVITY,
+                 layers: Layers = None) -> None:
         super().__init__()
         if int(n_data) < 1:
             raise ConfigError(f"n_data must be a positive number of examples, got {n_data}")
@@ -64,7 +78,7 @@ class BayesianModule(nn.Module):
         self.prior = prior
         self.n_data = int(n_data)
         self.likelihood = likelihood if likelihood is not None else Categorical()
-        selected = prunable_parameters(net, scope, include_bias, exclude)
+        selected = prunable_parameters(net, scope, include_bias, exclude, layers)
         #: names of the selected (prunable) tensors, with or without a prior
         self.prunable: tuple[str, ...] = tuple(selected)
         #: names of the tensors that carry the prior (``named_parameters`` names)
@@ -112,6 +126,82 @@ class BayesianModule(nn.Module):
     def objective(self, x: Tensor, y: Tensor) -> Tensor:
         """The fast training objective ``mean_nll(net(x), y) + penalty()``."""
         return self.likelihood.mean_nll(self.net(x), y) + self.penalty()
+
+    def raw_hyper(self, site: str) -> dict[str, nn.Parameter]:
+        """The trainable (unconstrained) hyper-variables of ``site``, keyed by short name."""
+        return {key: self.hyper_raw[parameter_dict_key(name)] for key, name in self.hyper_names[site].items()}
+
+    @torch.no_grad()
+    def prior_gradients(self) -> list[tuple[Tensor, Tensor]]:
+        """``(parameter, dR/dparameter)`` for every prior-carrying weight and raw hyper-variable.
+
+        From the closed forms (:meth:`~bayes_halo.priors.Prior.penalty_grad`, positivity chain rule
+        applied): no autograd through the penalty, no host synchronisation.
+        """
+        params = dict(self.net.named_parameters())
+        pairs: list[tuple[Tensor, Tensor]] = []
+        for site in self.sites:
+            if site not in params:
+                raise ConfigError(f"{site} is not a parameter (is a pruning mask attached?)")
+            raws = self.raw_hyper(site)
+            grad_w, grad_raw = site_gradients(self.prior, self.positivity, self.n_data, site, params[site], raws)
+            pairs.append((params[site], grad_w))
+            pairs.extend((raws[key], grad_raw[key]) for key in raws)
+        return pairs
+
+    @torch.no_grad()
+    def add_prior_grad_(self) -> None:
+        """``p.grad += dR/dp`` for every pair of :meth:`prior_gradients` (Torch-Pruning's ``regularize``).
+
+        Call it after ``backward()`` on the likelihood alone and before ``optimizer.step()`` (after
+        ``GradScaler.unscale_``): the step is then one on ``mean_nll + R``.  Right for SGD; for
+        adaptive optimisers see :meth:`attach_optimizer`.
+        """
+        for param, grad in self.prior_gradients():
+            if param.grad is None:
+                param.grad = grad
+            else:
+                param.grad.add_(grad)
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer, method: str = "auto",
+                         hyper_lr: float | None = None):
+        """Apply the prior inside every ``optimizer.step()`` (see :mod:`bayes_halo.training.prior_step`).
+
+        Adds the hyper-variables to ``optimizer`` as their own group (no weight decay) unless it
+        has them.  Returns the :class:`~bayes_halo.training.prior_step.PriorStep` (``.remove()``
+        detaches it).
+        """
+        from ..training.prior_step import PriorStep
+        return PriorStep(self, optimizer, method, hyper_lr)
+
+    @torch.no_grad()
+    def prune(self, keep: float, criterion: str = "magnitude", by: str = "global") -> dict[str, Tensor]:
+        """Set all but the ``keep`` fraction of the prior's weights to exactly zero, in place.
+
+        ``criterion``: ``"magnitude"`` (``|w_j|``) or the prior's learned coefficient (HALO:
+        ``"halo-coefficient"``, keep the smallest ``xi / lambda_j^2``); ``by``: ``"global"`` or
+        ``"layer"``.  Returns the boolean keep masks by parameter name.
+        """
+        from ..pruning.masks import keep_masks
+        from ..pruning.sweep import pruning_criteria
+        criteria = pruning_criteria(self)
+        if criterion not in criteria:
+            raise ConfigError(f"unknown `criterion` {criterion!r}: choose one of {', '.join(criteria)}")
+        masks = keep_masks(criteria[criterion], keep, by)
+        for name, mask in masks.items():
+            tensor_at(self.net, name).masked_fill_(~mask.to(device=mask.device), 0.0)
+        return masks
+
+    def export(self, input_shape: tuple[int, ...]):
+        """The (pruned) network as the smaller network it computes, for inputs of one example's ``input_shape``.
+
+        Returns :class:`~bayes_halo.export.network.ExportedNetwork`: ``.network`` runs it,
+        ``torch.save(exported.state, path)`` stores it, :func:`bayes_halo.export.load_export` reads it.
+        """
+        import copy
+
+        from ..export.network import export_network
+        return export_network(copy.deepcopy(self.net).eval(), tuple(input_shape))
 
     def network_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the network (one optimiser group)."""

@@ -59,6 +59,11 @@ def check_strength(name: str, value: float, allow_zero: bool = False) -> float:
     return value
 
 
+def soft_threshold(weight: Tensor, threshold: Tensor | float) -> Tensor:
+    """``sign(w) max(|w| - t, 0)``: the proximal map of ``t |w|``, exact zeros where ``|w| <= t``."""
+    return weight.sign() * (weight.abs() - threshold).clamp_(min=0.0)
+
+
 class Prior(ABC):
     """A prior ``p(w, h)`` on one weight tensor ``w`` and its hyper-variables ``h``.
 
@@ -88,6 +93,10 @@ class Prior(ABC):
     def from_config(cls, config: "PriorConfig", pilot: Mapping[str, Tensor] | None = None) -> "Prior":
         """The prior a run config describes: ``cls(**strengths)`` (pilot-based priors override this)."""
         return cls(**{name: getattr(config, name) for name in cls.strengths})
+
+    def at(self, site: str) -> "Prior":
+        """The prior acting on ``site``: ``self`` (a product of per-site priors returns that site's)."""
+        return self
 
     def coefficient(self, value: Tensor) -> Tensor:
         """The learned lasso coefficient from hyper-variable ``coefficient_of`` (priors that have one)."""
@@ -120,6 +129,14 @@ class Prior(ABC):
             value = self.penalty(site, inputs[0], dict(zip(hyper, inputs[1:])), n_data)
             grads = torch.autograd.grad(value, inputs)
         return grads[0], dict(zip(hyper, grads[1:]))
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor | None:
+        """``prox_{step R(., h)}(w) = argmin_v ||v - w||^2 / (2 step) + R(v, h)``, or None without a closed form.
+
+        The proximal prior step for adaptive optimisers (:mod:`bayes_halo.training.prior_step`)
+        uses it; a prior without one gets the decoupled gradient step ``w - step dR/dw``.
+        """
+        return None
 
     @abstractmethod
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.distributions import constraints
 from torch.distributions.transforms import PowerTransform
 
-from .base import HyperSite, Prior, check_strength, hyper_site_name
+from .base import HyperSite, Prior, check_strength, hyper_site_name, soft_threshold
 
 
 class _HALOPenalty(torch.autograd.Function):
@@ -150,6 +150,10 @@ class HALO(Prior):
             grad_lam = grad_lam.add_(lam, alpha=self.lambda_decay)
         return weight.sign().mul_(inv_sq).mul_(self.xi), {"lambda": grad_lam}
 
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """In ``w`` at fixed ``lambda``: soft thresholding at ``step * xi / lambda_j^2``."""
+        return soft_threshold(weight, self.coefficient(hyper["lambda"]).mul_(step))
+
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         a, rate = like.new_tensor(self.concentration), like.new_tensor(n_data * self.psi)
         hyperprior = (GammaGaussian(a, rate, like.new_tensor(n_data * self.lambda_decay)) if self.lambda_decay > 0.0
@@ -202,6 +206,10 @@ class SharedHALO(Prior):
         coefficient = self.coefficient(lam)
         grad_lam = -2.0 * coefficient * weight.abs().sum() / lam + 2.0 * self.psi * lam
         return coefficient * weight.sign(), {"lambda": grad_lam}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """In ``w`` at fixed ``lambda``: soft thresholding at ``step * xi / lambda^2``."""
+        return soft_threshold(weight, self.coefficient(hyper["lambda"]) * step)
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         lam_sq = dist.Gamma(like.new_tensor(like.numel() + 0.5), like.new_tensor(n_data * self.psi))

@@ -9,7 +9,7 @@ import pyro.distributions as dist
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import Prior, check_strength
+from .base import Prior, check_strength, soft_threshold
 
 if TYPE_CHECKING:
     from ..config.sections import PriorConfig
@@ -42,6 +42,10 @@ class Laplace(Prior):
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
         """``dR/dw = xi * sign(w)`` (0 at ``w = 0``, autograd's subgradient of ``|w|``)."""
         return self.xi * weight.sign(), {}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """Soft thresholding at ``step * xi``."""
+        return soft_threshold(weight, step * self.xi)
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         return _laplace_site(site, like, like.new_tensor(n_data * self.xi))
@@ -95,6 +99,10 @@ class AdaptiveLaplace(Prior):
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
         """``dR/dw_j = xi * omega_j * sign(w_j)``."""
         return self.xi * self._omega(site, weight) * weight.sign(), {}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """Soft thresholding at ``step * xi * omega_j``."""
+        return soft_threshold(weight, self._omega(site, weight) * (step * self.xi))
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         return _laplace_site(site, like, n_data * self.xi * self._omega(site, like))

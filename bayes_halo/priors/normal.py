@@ -32,6 +32,10 @@ class Normal(Prior):
         """``dR/dw = xi * w``."""
         return self.xi * weight, {}
 
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """``w / (1 + step * xi)``."""
+        return weight / (1.0 + step * self.xi)
+
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         scale = like.new_tensor((n_data * self.xi) ** -0.5)
         return pyro.sample(site, dist.Normal(like.new_zeros(()), scale).expand(like.shape).to_event(like.dim()))

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..config.choices import Positivity
-from ..models.bayesian import BayesianModule
+from ..models.bayesian import BayesianModule, site_gradients
 from ..priors import Prior
 
 #: one prior-carrying tensor: (site, w, g_w, momentum buffer of w, raw hypers by key, their buffers)
@@ -60,11 +60,9 @@ def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites
                  weight_decay: float) -> None:
     """One SGD step on ``mean_nll + R``, given the likelihood's gradients (see the module docstring)."""
     for site, w, g, buffer, raws, raw_buffers in sites:
-        hyper = {key: r.abs() if positivity == "abs" else r.exp() for key, r in raws.items()}
-        grad_w, grad_h = prior.penalty_grad(site, w, hyper, n_data)
+        grad_w, grad_raw = site_gradients(prior, positivity, n_data, site, w, raws)
         for key, r in raws.items():
-            chain = r.sign() if positivity == "abs" else hyper[key]
-            _move(r, grad_h[key].mul_(chain), raw_buffers[key], hyper_lr, momentum)
+            _move(r, grad_raw[key], raw_buffers[key], hyper_lr, momentum)
         direction = g + grad_w
         if weight_decay:
             direction = direction.add(w, alpha=weight_decay)  # as torch.optim.SGD
@@ -101,8 +99,7 @@ class PriorSGD(torch.optim.Optimizer):
         if missing:
             raise ConfigError(f"fused prior update needs {missing} to be parameters (is a pruning mask attached?)")
         self._site_params = {site: params[site] for site in module.sites}
-        self._raw = {site: {key: module.hyper_raw[name.replace(".", "/")] for key, name in names.items()}
-                     for site, names in module.hyper_names.items()}
+        self._raw = {site: module.raw_hyper(site) for site in module.sites}
         self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
         self._update: Callable[..., None] = fused_update
         if compile:
