@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .atomic import save_figure, write_json, write_text
 from .config.fields import at_least, check_fields, interval, positive, setting
+from .config.priors import default_strengths
 from .config.sections import RunConfig
 from .data import ArrayData
 from .distributed import resolve_device
@@ -78,8 +79,7 @@ class PathConfig:
         """``strengths``, or the log-spaced grid ``start .. stop`` (defaults from the prior's default xi)."""
         if self.strengths:
             return list(self.strengths)
-        cls = prior_class(prior)
-        xi = cls.default_strengths.get("xi") if cls is not None else None
+        xi = default_strengths(prior).get("xi")
         if (self.start is None or self.stop is None) and xi is None:
             raise ConfigError(f"prior {prior!r} has no default xi: give `strengths` or `start`/`stop`")
         return strength_grid(xi / 3 if self.start is None else self.start,

@@ -163,16 +163,18 @@ class BayesianModule(nn.Module):
             else:
                 param.grad.add_(grad)
 
-    def attach_optimizer(self, optimizer: torch.optim.Optimizer, method: str = "auto",
-                         hyper_lr: float | None = None):
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer, method: str = "auto", hyper: str = "auto",
+                         hyper_lr: float | None = None, compile: bool = False):
         """Apply the prior inside every ``optimizer.step()`` (see :mod:`bayes_halo.training.prior_step`).
 
-        Adds the hyper-variables to ``optimizer`` as their own group (no weight decay) unless it
-        has them.  Returns the :class:`~bayes_halo.training.prior_step.PriorStep` (``.remove()``
-        detaches it).
+        ``method``: ``"coupled"`` (``torch.optim.SGD``'s default: PriorSGD's update),
+        ``"decoupled"`` or ``"proximal"`` (the default for every other optimiser); ``hyper``:
+        ``"optimizer"`` (the hyper-variables in their own group of ``optimizer``, no weight decay,
+        learning rate ``hyper_lr``) or ``"profile"``.  Returns the
+        :class:`~bayes_halo.training.prior_step.PriorStep` (``.remove()`` detaches it).
         """
         from ..training.prior_step import PriorStep
-        return PriorStep(self, optimizer, method, hyper_lr)
+        return PriorStep(self, optimizer, method, hyper, hyper_lr, compile)
 
     @torch.no_grad()
     def prune(self, keep: float, criterion: str = "magnitude", by: str = "global") -> dict[str, Tensor]:

@@ -108,8 +108,6 @@ class HALO(Prior):
 
     name = "halo"
     strengths = ("xi", "psi", "lambda_decay")
-    #: xi, psi chosen on validation for the default schedule (``experiments/tune_defaults``, 3 seeds)
-    default_strengths = {"xi": 5e-5, "psi": 1e-4, "lambda_decay": 0.0}
     coefficient_of = "lambda"
     coefficient_criterion = "halo-coefficient"
 
@@ -154,6 +152,16 @@ class HALO(Prior):
         """In ``w`` at fixed ``lambda``: soft thresholding at ``step * xi / lambda_j^2``."""
         return soft_threshold(weight, self.coefficient(hyper["lambda"]).mul_(step))
 
+    def profile(self, site: str, weight: Tensor) -> dict[str, Tensor] | None:
+        """``lambda_j* = (2 xi |w_j| / psi)^(1/3)`` (the default ``a = 3`` without ``lambda_decay``; else None).
+
+        At ``lambda*`` the penalty is the bridge ``3 * 2^(-2/3) xi^(1/3) psi^(2/3) |w_j|^(1/3)``
+        and the lasso coefficient ``xi / lambda_j*^2`` is infinite at ``w_j = 0``.
+        """
+        if self.concentration != 3.0 or self.lambda_decay > 0.0:
+            return None
+        return {"lambda": weight.abs().mul_(2.0 * self.xi / self.psi).pow_(1.0 / 3.0)}
+
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         a, rate = like.new_tensor(self.concentration), like.new_tensor(n_data * self.psi)
         hyperprior = (GammaGaussian(a, rate, like.new_tensor(n_data * self.lambda_decay)) if self.lambda_decay > 0.0
@@ -179,8 +187,6 @@ class SharedHALO(Prior):
 
     name = "shared-halo"
     strengths = ("xi", "psi")
-    #: the seed-0 scout of ``experiments/pruning_study`` (its choice at 2 % kept)
-    default_strengths = {"xi": 3e-3, "psi": 1e-3}
     coefficient_of = "lambda"
 
     def __init__(self, xi: float, psi: float, init_scale: float = 1.0) -> None:
@@ -210,6 +216,10 @@ class SharedHALO(Prior):
     def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
         """In ``w`` at fixed ``lambda``: soft thresholding at ``step * xi / lambda^2``."""
         return soft_threshold(weight, self.coefficient(hyper["lambda"]) * step)
+
+    def profile(self, site: str, weight: Tensor) -> dict[str, Tensor]:
+        """``lambda* = (xi sum_j |w_j| / psi)^(1/4)``."""
+        return {"lambda": weight.abs().sum().mul_(self.xi / self.psi).pow_(0.25)}
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         lam_sq = dist.Gamma(like.new_tensor(like.numel() + 0.5), like.new_tensor(n_data * self.psi))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import pyro
 import pyro.distributions as dist
@@ -10,9 +9,6 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .base import Prior, check_strength, soft_threshold
-
-if TYPE_CHECKING:
-    from ..config.sections import PriorConfig
 
 
 def _laplace_site(site: str, like: Tensor, rate: Tensor) -> Tensor:
@@ -29,8 +25,6 @@ class Laplace(Prior):
 
     name = "laplace"
     strengths = ("xi",)
-    #: the seed-0 scout of ``experiments/pruning_study`` (its choice at 2 % kept)
-    default_strengths = {"xi": 1e-4}
 
     def __init__(self, xi: float) -> None:
         self.xi = check_strength("xi", xi)
@@ -60,19 +54,10 @@ class AdaptiveLaplace(Prior):
 
     name = "adaptive-laplace"
     strengths = ("xi",)
-    #: the seed-0 scout of ``experiments/pruning_study`` (its choice at 2 % kept)
-    default_strengths = {"xi": 1e-5}
-    needs_pilot = True
 
     def __init__(self, xi: float, omega: Mapping[str, Tensor]) -> None:
         self.xi = check_strength("xi", xi)
         self.omega = {site: w.detach() for site, w in omega.items()}
-
-    @classmethod
-    def from_config(cls, config: "PriorConfig", pilot: Mapping[str, Tensor] | None = None) -> "AdaptiveLaplace":
-        if pilot is None:
-            raise ConfigError("the adaptive Laplace prior needs pilot weights")
-        return cls.from_pilot(config.xi, pilot, gamma=config.gamma)
 
     @classmethod
     def from_pilot(cls, xi: float, pilot: Mapping[str, Tensor], gamma: float = 1.0,

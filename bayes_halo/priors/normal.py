@@ -18,8 +18,6 @@ class Normal(Prior):
 
     name = "ridge"
     strengths = ("xi",)
-    #: not tuned: the conventional weight decay 5e-4 (ridge is no sparsity method)
-    default_strengths = {"xi": 5e-4}
 
     def __init__(self, xi: float) -> None:
         self.xi = check_strength("xi", xi)

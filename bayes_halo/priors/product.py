@@ -49,5 +49,8 @@ class SitePriors(Prior):
     def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor | None:
         return self.at(site).proximal(site, weight, hyper, step)
 
+    def profile(self, site: str, weight: Tensor) -> dict[str, Tensor] | None:
+        return self.at(site).profile(site, weight)
+
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         return self.at(site).sample(site, like, n_data)

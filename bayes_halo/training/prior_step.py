@@ -18,6 +18,12 @@ group without weight decay.
 * ``"proximal"``: after the step ``w <- prox_{lr R(., h)}(w)``; for the lasso-type priors
   (Laplace, adaptive Laplace, HALO) soft thresholding at ``lr xi / lambda_j^2``, which leaves
   exact zeros.  A prior without a closed-form proximal map gets the decoupled step.
+
+The hyper-variables (``hyper``): ``"optimizer"`` steps them with the optimiser on ``dR/dr`` (as
+above); ``"profile"`` (proximal only) sets them after each step to their exact minimiser at the
+current weights, ``h <- argmin_h R(w, h)`` (:meth:`~bayes_halo.priors.Prior.profile`; HALO:
+``lambda_j = (2 xi |w_j| / psi)^(1/3)``) before the proximal step: block-coordinate descent on
+``R``, with no optimiser state and no learning rate for the hyper-variables.
 * ``"auto"`` (the default): coupled for ``torch.optim.SGD`` (exactly PriorSGD), :data:`ADAPTIVE_DEFAULT`
   for every other optimiser (chosen by validation accuracy after pruning, ``experiments/own_loop``).
 
@@ -40,21 +46,31 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..config.choices import Positivity
 from ..errors import ConfigError
 from ..priors import Prior
 
 METHODS = ("auto", "coupled", "decoupled", "proximal")
-#: the method "auto" picks for optimisers other than torch.optim.SGD (experiments/own_loop)
-ADAPTIVE_DEFAULT = "proximal"
+HYPER = ("auto", "optimizer", "profile")
+#: what "auto" picks for optimisers other than torch.optim.SGD (experiments/own_loop)
+ADAPTIVE_DEFAULT = ("proximal", "optimizer")
+
+#: one prior-carrying weight of the proximal update: (site, w, raw hyper-variables by key)
+ProxSite = tuple[str, Tensor, dict[str, Tensor]]
 
 
-def resolve_method(method: str, optimizer: torch.optim.Optimizer) -> str:
-    """``method``, with ``"auto"`` resolved for ``optimizer``."""
+def resolve(method: str, hyper: str, optimizer: torch.optim.Optimizer) -> tuple[str, str]:
+    """``(method, hyper)`` with ``"auto"`` resolved for ``optimizer``."""
     if method not in METHODS:
         raise ConfigError(f"unknown prior-step `method` {method!r}; choose one of {', '.join(METHODS)}")
-    if method != "auto":
-        return method
-    return "coupled" if type(optimizer) is torch.optim.SGD else ADAPTIVE_DEFAULT
+    if hyper not in HYPER:
+        raise ConfigError(f"unknown prior-step `hyper` {hyper!r}; choose one of {', '.join(HYPER)}")
+    adaptive = type(optimizer) is not torch.optim.SGD
+    method = method if method != "auto" else ADAPTIVE_DEFAULT[0] if adaptive else "coupled"
+    hyper = hyper if hyper != "auto" else ADAPTIVE_DEFAULT[1] if method == "proximal" else "optimizer"
+    if hyper == "profile" and method != "proximal":
+        raise ConfigError("`hyper='profile'` goes with the proximal step only")
+    return method, hyper
 
 
 def has_proximal(prior: Prior) -> bool:
@@ -62,28 +78,40 @@ def has_proximal(prior: Prior) -> bool:
     return type(prior).proximal is not Prior.proximal
 
 
-class PriorStep:
-    """The hooks that apply ``module``'s prior inside ``optimizer.step()`` (see the module docstring)."""
+def proximal_update(prior: Prior, positivity: Positivity, sites: list[ProxSite], lrs: list[Tensor],
+                    profile: bool) -> None:
+    """``[h <- argmin_h R(w, h);]  w <- prox_{lr R(., h)}(w)`` for every site, in place."""
+    for (site, w, raws), lr in zip(sites, lrs):
+        if profile:
+            hyper = prior.profile(site, w)
+            for key, r in raws.items():
+                r.copy_(hyper[key] if positivity == "abs" else hyper[key].log())
+        else:
+            hyper = {key: r.abs() if positivity == "abs" else r.exp() for key, r in raws.items()}
+        w.copy_(prior.proximal(site, w, hyper, lr))
 
-    def __init__(self, module, optimizer: torch.optim.Optimizer, method: str = "auto",
-                 hyper_lr: float | None = None) -> None:
+
+class PriorStep:
+    """The hooks that apply ``module``'s prior inside ``optimizer.step()`` (see the module docstring).
+
+    ``compile=True`` runs the proximal update through ``torch.compile`` (one pass per tensor).
+    """
+
+    def __init__(self, module, optimizer: torch.optim.Optimizer, method: str = "auto", hyper: str = "auto",
+                 hyper_lr: float | None = None, compile: bool = False) -> None:
         self.module, self.optimizer = module, optimizer
-        self.method = resolve_method(method, optimizer)
+        self.method, self.hyper = resolve(method, hyper, optimizer)
+        prior = module.prior
+        self._proximal = [site for site in module.sites if self.method == "proximal" and has_proximal(prior.at(site))]
+        if self.hyper == "profile":
+            missing = [site for site in module.sites if site not in self._proximal
+                       or (module.hyper_names[site] and prior.at(site).profile(site, module.weights()[site]) is None)]
+            if missing:
+                raise ConfigError(f"the prior has no closed-form proximal map or profile on {missing}: "
+                                  "use hyper='optimizer'")
         group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
-        hyper = [r for site in module.sites for r in module.raw_hyper(site).values()]
-        held = [r for r in hyper if id(r) in group_of]
-        if held and len(held) != len(hyper):
-            raise ConfigError("the optimiser holds some of the prior's hyper-variables but not all")
-        if held:
-            if any(group_of[id(r)].get("weight_decay", 0.0) for r in held):
-                raise ConfigError("the prior's hyper-variables are in a group with weight decay, which would change "
-                                  "their prior: put them in a group with weight_decay=0 (or leave them out: "
-                                  "attach_optimizer adds them)")
-        elif hyper:
-            group: dict[str, Any] = {"params": hyper, "weight_decay": 0.0}
-            if hyper_lr is not None:
-                group["lr"] = hyper_lr
-            optimizer.add_param_group(group)
+        if self.hyper == "optimizer":
+            self._add_hyper(optimizer, group_of, hyper_lr)
         params = dict(module.net.named_parameters())
         missing = [site for site in module.sites if id(params.get(site)) not in group_of]
         if missing:
@@ -91,15 +119,44 @@ class PriorStep:
         #: site -> (weight, its parameter group)
         self._weights = {site: (params[site], group_of[id(params[site])]) for site in module.sites}
         self._site_ids = {id(w) for w, _ in self._weights.values()}
-        self._proximal = {site for site in module.sites if has_proximal(module.prior.at(site))}
-        self._handles = [optimizer.register_step_pre_hook(self._before)]
-        if self.method == "proximal":
+        self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
+        self._update = torch.compile(proximal_update, dynamic=False) if compile else proximal_update
+        self._handles = []
+        if self.hyper == "optimizer" or self.method != "proximal" or len(self._proximal) < len(module.sites):
+            self._handles.append(optimizer.register_step_pre_hook(self._before))
+        if self._proximal:
             self._handles.append(optimizer.register_step_post_hook(self._after))
 
+    def _add_hyper(self, optimizer: torch.optim.Optimizer, group_of: dict[int, dict], hyper_lr: float | None) -> None:
+        """The hyper-variables into ``optimizer`` as their own group without weight decay (unless it has them)."""
+        hyper = [r for site in self.module.sites for r in self.module.raw_hyper(site).values()]
+        held = [r for r in hyper if id(r) in group_of]
+        if held and len(held) != len(hyper):
+            raise ConfigError("the optimiser holds some of the prior's hyper-variables but not all")
+        if any(group_of[id(r)].get("weight_decay", 0.0) for r in held):
+            raise ConfigError("the prior's hyper-variables are in a group with weight decay, which would change "
+                              "their prior: put them in a group with weight_decay=0 (or leave them out: "
+                              "attach_optimizer adds them)")
+        if hyper and not held:
+            group: dict[str, Any] = {"params": hyper, "weight_decay": 0.0}
+            if hyper_lr is not None:
+                group["lr"] = hyper_lr
+            optimizer.add_param_group(group)
+            group_of.update({id(r): optimizer.param_groups[-1] for r in hyper})
+
     def remove(self) -> None:
-        """Detach the hooks (the hyper-variables stay in the optimiser)."""
+        """Detach the hooks (hyper-variables added to the optimiser stay there)."""
         for handle in self._handles:
             handle.remove()
+
+    def _lr(self, group: dict[str, Any], like: Tensor) -> Tensor:
+        """``group``'s learning rate as a 0-d tensor, refilled when a schedule changes it (no recompiling)."""
+        value = float(group["lr"])
+        cached = self._lr_tensors.get(id(group))
+        if cached is None or cached[0] != value:
+            cached = (value, like.new_full((), value))
+            self._lr_tensors[id(group)] = cached
+        return cached[1]
 
     @torch.no_grad()
     def _before(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -107,19 +164,17 @@ class PriorStep:
         if self.method == "coupled":
             self.module.add_prior_grad_()
             return
-        moved = {id(w): site for site, (w, _) in self._weights.items()
-                 if self.method == "decoupled" or site not in self._proximal}
+        moved = {id(w): site for site, (w, _) in self._weights.items() if site not in self._proximal}
         for param, grad in self.module.prior_gradients():
             site = moved.get(id(param))
             if site is not None:
-                param.sub_(grad.mul_(self._weights[site][1]["lr"]))
-            elif id(param) not in self._site_ids:
+                param.sub_(grad.mul_(self._lr(self._weights[site][1], param)))
+            elif id(param) not in self._site_ids and self.hyper == "optimizer":
                 param.grad = grad if param.grad is None else param.grad.add_(grad)
 
     @torch.no_grad()
     def _after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        """Proximal: ``w <- prox_{lr R(., h)}(w)`` at the stepped hyper-variables."""
-        prior = self.module.prior
-        for site in self._proximal:
-            w, group = self._weights[site]
-            w.copy_(prior.proximal(site, w, self.module.hyper(site), group["lr"]))
+        """Proximal: ``[h <- argmin R(w, .)]; w <- prox_{lr R(., h)}(w)``."""
+        sites = [(site, self._weights[site][0], self.module.raw_hyper(site)) for site in self._proximal]
+        lrs = [self._lr(self._weights[site][1], w) for site, w, _ in sites]
+        self._update(self.module.prior, self.module.positivity, sites, lrs, self.hyper == "profile")
