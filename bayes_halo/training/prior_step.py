@@ -94,11 +94,14 @@ def proximal_update(prior: Prior, positivity: Positivity, sites: list[ProxSite],
 class PriorStep:
     """The hooks that apply ``module``'s prior inside ``optimizer.step()`` (see the module docstring).
 
+    :meth:`before` runs as the optimiser's step pre-hook and :meth:`after` as its post-hook.  With
+    ``before_hook=False`` the caller runs :meth:`before` itself once the gradients exist: a
+    closure-driven step (Lightning, LBFGS) computes them *inside* ``step``, after the pre-hooks.
     ``compile=True`` runs the proximal update through ``torch.compile`` (one pass per tensor).
     """
 
     def __init__(self, module, optimizer: torch.optim.Optimizer, method: str = "auto", hyper: str = "auto",
-                 hyper_lr: float | None = None, compile: bool = False) -> None:
+                 hyper_lr: float | None = None, compile: bool = False, before_hook: bool = True) -> None:
         self.module, self.optimizer = module, optimizer
         self.method, self.hyper = resolve(method, hyper, optimizer)
         prior = module.prior
@@ -122,10 +125,10 @@ class PriorStep:
         self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
         self._update = torch.compile(proximal_update, dynamic=False) if compile else proximal_update
         self._handles = []
-        if self.hyper == "optimizer" or self.method != "proximal" or len(self._proximal) < len(module.sites):
-            self._handles.append(optimizer.register_step_pre_hook(self._before))
+        if before_hook:
+            self._handles.append(optimizer.register_step_pre_hook(lambda *_: self.before()))
         if self._proximal:
-            self._handles.append(optimizer.register_step_post_hook(self._after))
+            self._handles.append(optimizer.register_step_post_hook(lambda *_: self.after()))
 
     def _add_hyper(self, optimizer: torch.optim.Optimizer, group_of: dict[int, dict], hyper_lr: float | None) -> None:
         """The hyper-variables into ``optimizer`` as their own group without weight decay (unless it has them)."""
@@ -159,8 +162,11 @@ class PriorStep:
         return cached[1]
 
     @torch.no_grad()
-    def _before(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        """Coupled: every gradient; otherwise the hyper-variables' gradients and the decoupled steps."""
+    def before(self) -> None:
+        """After backward, before the step.  Coupled: every gradient; otherwise the hyper-variables' gradients
+        (``hyper="optimizer"``) and the decoupled steps."""
+        if self.method == "proximal" and self.hyper == "profile" and len(self._proximal) == len(self.module.sites):
+            return
         if self.method == "coupled":
             self.module.add_prior_grad_()
             return
@@ -173,7 +179,7 @@ class PriorStep:
                 param.grad = grad if param.grad is None else param.grad.add_(grad)
 
     @torch.no_grad()
-    def _after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def after(self) -> None:
         """Proximal: ``[h <- argmin R(w, .)]; w <- prox_{lr R(., h)}(w)``."""
         sites = [(site, self._weights[site][0], self.module.raw_hyper(site)) for site in self._proximal]
         lrs = [self._lr(self._weights[site][1], w) for site, w, _ in sites]
