@@ -97,7 +97,7 @@ def test_proximal_step_is_adamw_then_soft_thresholding(hyper, float64):
     model.prior = HALO(xi, psi)
     reference = copy.deepcopy(model)
     optimizer = torch.optim.AdamW(model.net.parameters(), lr=lr)
-    assert model.attach_optimizer(optimizer, hyper=hyper).method == "proximal"  # auto for AdamW
+    model.attach_optimizer(optimizer, method="proximal", hyper=hyper)
     x, y = batches(n=1)[0]
     model.likelihood.mean_nll(model(x), y).backward()
     optimizer.step()
@@ -163,6 +163,15 @@ def test_prune_export_and_state_dict_round_trip(tmp_path):
                               HALO(1e-3, 2e-3), N)
     again.load_state_dict(torch.load(tmp_path / "model.pt"))
     assert torch.equal(again(x), model(x)) and torch.equal(again.penalty(), model.penalty())
+
+
+def test_auto_method_is_coupled_for_sgd_and_the_measured_default_for_adaptive_optimisers():
+    from bayes_halo.training.prior_step import ADAPTIVE_DEFAULT
+    for optimizer, expected in ((torch.optim.SGD, ("coupled", "optimizer")), (torch.optim.AdamW, ADAPTIVE_DEFAULT),
+                                (torch.optim.Adam, ADAPTIVE_DEFAULT)):
+        model = randomized()
+        step = model.attach_optimizer(optimizer(model.net.parameters(), lr=0.1))
+        assert (step.method, step.hyper) == expected
 
 
 def test_bad_prior_step_settings_are_refused():

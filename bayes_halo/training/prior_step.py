@@ -25,7 +25,10 @@ current weights, ``h <- argmin_h R(w, h)`` (:meth:`~bayes_halo.priors.Prior.prof
 ``lambda_j = (2 xi |w_j| / psi)^(1/3)``) before the proximal step: block-coordinate descent on
 ``R``, with no optimiser state and no learning rate for the hyper-variables.
 * ``"auto"`` (the default): coupled for ``torch.optim.SGD`` (exactly PriorSGD), :data:`ADAPTIVE_DEFAULT`
-  for every other optimiser (chosen by validation accuracy after pruning, ``experiments/own_loop``).
+  for every other optimiser, chosen by validation accuracy after pruning on LeNet-300-100
+  (``experiments/own_loop/README.md``): there, with the lambdas stepped by AdamW in their own
+  group (no weight decay), the coupled step pruned best; the decoupled and proximal steps need
+  a far larger ``xi`` and the proximal step with AdamW-stepped lambdas diverged.
 
 The decoupled and proximal steps are the proximal-gradient view of the objective: the likelihood
 is followed with the optimiser's preconditioned step, the prior with its own exact (proximal) or
@@ -52,8 +55,9 @@ from ..priors import Prior
 
 METHODS = ("auto", "coupled", "decoupled", "proximal")
 HYPER = ("auto", "optimizer", "profile")
-#: what "auto" picks for optimisers other than torch.optim.SGD (experiments/own_loop)
-ADAPTIVE_DEFAULT = ("proximal", "optimizer")
+#: (method, hyper) that "auto" picks for optimisers other than torch.optim.SGD: the best validation
+#: accuracy after pruning among the measured options (experiments/own_loop/README.md)
+ADAPTIVE_DEFAULT = ("coupled", "optimizer")
 
 #: one prior-carrying weight of the proximal update: (site, w, raw hyper-variables by key)
 ProxSite = tuple[str, Tensor, dict[str, Tensor]]
