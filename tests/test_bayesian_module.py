@@ -50,9 +50,10 @@ def test_autodelta_loss_is_n_times_fast_objective_plus_constant(name, float64):
 
 @pytest.mark.parametrize("name", PRIOR_NAMES)
 def test_one_optimiser_step_moves_every_parameter_identically(name, float64):
+    """In Pyro's coordinate (positivity="exp") one SGD step on AutoDelta == one on the fast objective."""
     generator = torch.Generator().manual_seed(4)
     net = small_net()
-    module = BayesianModule(net, make_prior(name, net), n_data=N)
+    module = BayesianModule(net, make_prior(name, net), n_data=N, positivity="exp")
     randomize(module, generator)
     x, y = data(generator)
     lr = 0.05
@@ -109,7 +110,7 @@ def test_abs_positivity_same_objective_and_the_papers_gradient_step(float64):
     xi, psi, lr = 0.01, 0.02, 0.05
     generator = torch.Generator().manual_seed(5)
     net = small_net()
-    exp_module = BayesianModule(net, HALO(xi, psi), n_data=N)
+    exp_module = BayesianModule(net, HALO(xi, psi), n_data=N, positivity="exp")
     randomize(exp_module, generator)
     abs_module = BayesianModule(copy.deepcopy(net), HALO(xi, psi), n_data=N, positivity="abs")
     abs_module.load_site_values(exp_module.site_values())
@@ -126,3 +127,20 @@ def test_abs_positivity_same_objective_and_the_papers_gradient_step(float64):
         torch.testing.assert_close(after[f"{site}_lambda"], expected.abs())
     with pytest.raises(ConfigError, match="positivity"):
         BayesianModule(small_net(), HALO(xi, psi), N, positivity="softplus")
+
+
+def test_one_positivity_default_in_the_api_and_on_the_command_line():
+    from bayes_halo.config import TrainConfig
+    assert BayesianModule(small_net(), HALO(0.01, 0.02), N).positivity == TrainConfig().positivity == "abs"
+
+
+def test_a_float64_network_trains_its_likelihood_in_float64(float64):
+    """TrainingObjective casts outputs to float32 only under bf16 autocast."""
+    from bayes_halo.training.objective import TrainingObjective
+    net = small_net()  # float64 under the fixture
+    module = BayesianModule(net, None, N)
+    x, y = data(torch.Generator().manual_seed(6))
+    step = TrainingObjective(module)(x, y)
+    assert step.outputs.dtype == step.loss.dtype == torch.float64
+    expected = torch.nn.functional.cross_entropy(net(x), y)  # an independent float64 computation
+    assert step.loss.item() == expected.item()

@@ -11,6 +11,8 @@ from torch import nn
 from torch.distributions import constraints
 
 from bayes_halo.cli import fit, path
+from bayes_halo.config.priors import DEFAULT_STRENGTHS, set_default_strengths
+from bayes_halo.pipeline import load_run
 from bayes_halo.data import TensorSplit, load_digits_tensors, register_dataset
 from bayes_halo.data.registry import DATASETS
 from bayes_halo.models import register_model
@@ -28,7 +30,6 @@ class HalfBridge(Prior):
 
     name = "test-half-bridge"
     strengths = ("xi", "psi")
-    default_strengths = {"xi": 1e-4, "psi": 1e-4}
     coefficient_of = "lambda"
     coefficient_criterion = "half-bridge-coefficient"
 
@@ -51,10 +52,29 @@ class HalfBridge(Prior):
         return pyro.sample(site, dist.Laplace(like.new_zeros(()), lam / (n_data * self.xi)).to_event(like.dim()))
 
 
+class TauLasso(Prior):
+    r"""``w_j ~ Laplace(0, 1/(N tau))``: a strength with a name of its own, ``R = tau sum |w_j|``."""
+
+    name = "test-tau-lasso"
+    strengths = ("tau",)
+
+    def __init__(self, tau: float) -> None:
+        self.tau = tau
+
+    def penalty(self, site, weight, hyper, n_data):
+        return self.tau * weight.abs().sum()
+
+    def sample(self, site, like, n_data):
+        scale = like.new_full(like.shape, 1.0 / (n_data * self.tau))
+        return pyro.sample(site, dist.Laplace(like.new_zeros(()), scale).to_event(like.dim()))
+
+
 @pytest.fixture
 def registered():
-    """The user's prior, data set and model, registered for one test and removed afterwards."""
+    """The user's priors (one with run defaults), data set and model, registered for one test and removed afterwards."""
     register_prior(HalfBridge)
+    register_prior(TauLasso)
+    set_default_strengths(HalfBridge.name, xi=1e-4, psi=1e-4)
 
     @register_dataset("test-small-digits")
     def small_digits(data_dir, download):
@@ -67,6 +87,8 @@ def registered():
 
     yield
     PRIORS.pop(HalfBridge.name)
+    PRIORS.pop(TauLasso.name)
+    DEFAULT_STRENGTHS.pop(HalfBridge.name)
     DATASETS.entries.pop("test-small-digits")
     MODELS.entries.pop("test-mlp")
 
@@ -100,6 +122,22 @@ def test_user_prior_dataset_and_model_run_through_fit_and_path(registered, tmp_p
     choice = json.loads((tmp_path / "path" / "choice.json").read_text())
     assert choice["prior"] == HalfBridge.name and choice["chosen"]["psi"] == 3e-4
     assert "chosen for 10% kept" in capsys.readouterr().out
+
+
+def test_a_prior_with_a_strength_named_tau_runs_from_the_command_line(registered, tmp_path, capsys):
+    """`--strength tau=...` reaches the prior's constructor; without it (no default) a one-line error, exit 2."""
+    common = ["--prior", TauLasso.name, "--dataset", "test-small-digits", "--model", "test-mlp", "--val-size", "100",
+              "--epochs", "1", "--keep", "0.1", "--no-progress"]
+    assert fit.main([*common, "--strength", "tau=3e-4", "--out", str(tmp_path / "tau")]) == 0
+    run = load_run(tmp_path / "tau")
+    assert isinstance(run.module.prior, TauLasso) and run.module.prior.tau == 3e-4
+    assert json.loads((tmp_path / "tau" / "config.json").read_text())["prior"]["strength"] == ["tau=0.0003"]
+    capsys.readouterr()
+    assert fit.main([*common, "--out", str(tmp_path / "none")]) == 2
+    assert fit.main([*common, "--strength", "xi=1e-4", "--out", str(tmp_path / "xi")]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2
+    assert "needs tau (give --strength tau=VALUE)" in errors[0] and "--xi has a setting of its own" in errors[1]
 
 
 def test_unregistered_names_are_one_line_errors(tmp_path, capsys):

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.fields import setting
+from ..config.priors import default_strengths
 from ..config.sections import RunConfig
 from ..diagnostics.posterior_report import format_posterior
 from ..distributed import distributed_runtime
 from ..pipeline import run_fit
-from ..priors import PRIORS, trainable_priors
+from ..priors import trainable_priors
 from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
                       parse_or_status, run_command, run_config)
 from .table import format_metrics
@@ -64,8 +65,7 @@ def strength_defaults() -> str:
     """The epilog's table of each trainable prior's default strengths."""
     lines = []
     for name in trainable_priors():
-        cls = PRIORS[name]
-        shown = ", ".join(f"{k}={v:g}" for k, v in cls.default_strengths.items()) if cls else ""
+        shown = ", ".join(f"{k}={v:g}" for k, v in default_strengths(name).items())
         lines.append(f"  {name:<17} {shown or '(no penalty)'}")
     return "\n".join(lines)
 

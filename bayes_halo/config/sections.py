@@ -6,15 +6,13 @@ declarations.  Field names are unique across sections, so a run can also be writ
 (``RunConfig.from_flat(prior="laplace", epochs=3)``, ``--epochs 3``).
 
 Penalty strengths follow the paper's per-example convention (see :mod:`bayes_halo.priors.base`);
-each prior class declares its default strengths for the default schedule (LeNet-300-100, MNIST,
-30 epochs, batch 100, SGD lr 0.1 momentum 0.9, x0.1 at 50% and 75%), chosen on a validation
-split (5,000 training images) as the best mean validation accuracy after one-shot pruning.
-How far HALO's lambdas travel depends on ``psi`` times the number of steps and the learning
-rate, so a default ``psi`` belongs to the default schedule.
+each prior declares the names of its strengths, and their defaults for the default schedule live
+in :mod:`bayes_halo.config.priors`.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +23,8 @@ from ..groups.structures import STRUCTURES, available_structures
 from ..models.registry import available_models
 from ..priors import GroupPrior
 from ..priors.registry import PRIORS, prior_class, trainable_priors
-from ..training.objective import PRECISIONS
+from .choices import DEFAULT_POSITIVITY, POSITIVITIES, PRECISIONS
+from .priors import default_strengths
 from .fields import Constraint, at_least, check_fields, each, interval, non_negative, positive, setting
 
 
@@ -62,8 +61,20 @@ class ModelConfig:
         check_fields(self)
 
 
-#: the PriorConfig fields a prior class may take (its ``strengths``); ``None`` means the prior's default
-STRENGTHS = ("xi", "psi", "lambda_decay")
+#: the strengths with a field (and a flag) of their own; a prior's other strengths go through `strength`
+OWN_FIELDS = ("xi", "psi", "lambda_decay")
+
+
+def parse_strength(item: str) -> tuple[str, float]:
+    """``"tau=0.1"`` -> ``("tau", 0.1)``; ConfigError otherwise."""
+    name, sep, value = item.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not sep or not name.isidentifier() or not math.isfinite(number) or number < 0:
+        raise ConfigError(f"`strength` takes NAME=VALUE with a non-negative number, got {item!r}")
+    return name, number
 
 
 def _is_group_prior(name: str) -> bool:
@@ -109,6 +120,9 @@ class PriorConfig:
     lambda_decay: float | None = setting(None, "halo: weight decay on the lambdas, as a Gaussian factor "
                                          "Normal(0, 1/(N wd)) in their prior (the paper's CIFAR recipe used 1e-4; "
                                          "default: 0, off)", non_negative())
+    strength: tuple[str, ...] = setting((), "any other strength the prior declares, by its name: NAME=VALUE "
+                                        "(e.g. tau=0.1 for a registered prior with a strength tau)",
+                                        metavar="NAME=VALUE")
     gamma: float = setting(1.0, "adaptive-laplace: omega_j = 1/|w_pilot_j|^gamma", positive())
     pilot_epochs: int = setting(5, "adaptive-laplace: epochs of the dense pilot fit, on top of --epochs",
                                 at_least(0))
@@ -123,15 +137,36 @@ class PriorConfig:
         check_fields(self)
         cls = prior_class(self.prior_name)
         taken = cls.strengths if cls is not None else ()
-        for name in STRENGTHS:
-            value = getattr(self, name)
-            if name not in taken and value is not None:
+        given = dict(parse_strength(item) for item in self.strength)
+        for name in given:
+            if name in OWN_FIELDS:
+                raise ConfigError(f"`{name}` has a setting of its own: give `{name}`, not `strength` {name}=...")
+            if name not in taken:
                 raise ConfigError(f"prior {self.prior_name!r} takes no `{name}`")
-            if name in taken and value is None:
-                default = cls.default_strengths.get(name)
-                if default is None:
-                    raise ConfigError(f"prior {self.prior_name!r} needs `{name}`")
-                object.__setattr__(self, name, default)
+        defaults = default_strengths(self.prior_name)
+        for name in OWN_FIELDS:
+            if name not in taken and getattr(self, name) is not None:
+                raise ConfigError(f"prior {self.prior_name!r} takes no `{name}`")
+        others = {}
+        for name in taken:
+            value = getattr(self, name) if name in OWN_FIELDS else given.get(name)
+            if value is None:
+                value = defaults.get(name)
+                if value is None:
+                    raise ConfigError(f"prior {self.prior_name!r} needs `{name}`"
+                                      + ("" if name in OWN_FIELDS else f" (give `strength` {name}=VALUE)"))
+            if name in OWN_FIELDS:
+                object.__setattr__(self, name, value)
+            else:
+                others[name] = value
+        object.__setattr__(self, "strength", tuple(f"{k}={v!r}" for k, v in others.items()))
+
+    def strengths(self) -> dict[str, float]:
+        """The prior's strengths by the names it declares (defaults resolved)."""
+        cls = prior_class(self.prior_name)
+        given = dict(parse_strength(item) for item in self.strength)
+        return {name: getattr(self, name) if name in OWN_FIELDS else given[name]
+                for name in (cls.strengths if cls is not None else ())}
 
 
 @dataclass(frozen=True)
@@ -143,9 +178,9 @@ class TrainConfig:
     lr: float = setting(0.1, "network learning rate", positive())
     lambda_lr: float | None = setting(None, "learning rate of the prior's hyper-variables "
                                       "(default: the network's, as in the paper)", positive())
-    positivity: str = setting("abs", "how the trainable tensor maps to a positive lambda: abs (lambda = |raw|, "
+    positivity: str = setting(DEFAULT_POSITIVITY, "how the trainable tensor maps to a positive lambda: abs (lambda = |raw|, "
                               "the paper's) or exp (lambda = exp(raw), Pyro's coordinate); same objective, "
-                              "different SGD path", choices=("abs", "exp"))
+                              "different SGD path", choices=POSITIVITIES)
     momentum: float = setting(0.9, "SGD momentum", interval(0, 1))
     lr_milestones: tuple[float, ...] = setting((0.5, 0.75), "fractions of training where every learning rate "
                                                "is multiplied by lr_gamma", each(interval(0, 1, "neither")),
@@ -266,7 +301,7 @@ class RunConfig:
                 continue
             current = dataclasses.asdict(getattr(self, section))
             if section == "prior" and any(k in values and values[k] != getattr(self.prior, k) for k in ("prior", "groups")):
-                current.update(dict.fromkeys(STRENGTHS))  # strengths belong to the prior they were set for
+                current.update(dict.fromkeys(OWN_FIELDS), strength=())  # strengths belong to the prior they were set for
             updated[section] = SECTIONS[section](**{**current, **values})
         return dataclasses.replace(self, **updated)
 

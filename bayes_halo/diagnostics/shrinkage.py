@@ -95,7 +95,7 @@ def weight_shrinkage(draws: Mapping[str, Tensor], map_values: Mapping[str, Tenso
         mean, sd = w.mean(0), w.std(0)
         coefficient = None
         if prior is not None and prior.coefficient_of is not None:
-            coef = prior.coefficient(draws[hyper_site_name(site, prior.coefficient_of)])
+            coef = prior.at(site).coefficient(draws[hyper_site_name(site, prior.coefficient_of)])
             median, lower, upper = quantiles(coef, [0.5, (1 - level) / 2, (1 + level) / 2])
             coefficient = Coefficient(coef.mean(0), median, lower, upper, level)
         snr = torch.where(sd > 0, mean.abs() / sd, torch.where(mean != 0, math.inf, 0.0))

@@ -7,11 +7,12 @@ One object, two estimators of the same objective:
   (HALO's lambdas, all positive) held as ordinary trainable tensors ``raw`` and their
   positivity handled explicitly by ``positivity``:
 
+  - ``"abs"`` (the default): ``lambda = |raw|``, the paper's coordinate.  A dead weight's lambda
+    falls linearly instead of ever more slowly, which in a fixed budget prunes better (see
+    ``experiments/tune_defaults``);
   - ``"exp"``: ``lambda = exp(raw)``, Pyro's own coordinate (``biject_to(positive)``), so one
-    SGD step here and one on ``AutoDelta`` move every parameter identically;
-  - ``"abs"``: ``lambda = |raw|``, the paper's coordinate.  Same objective, different SGD
-    trajectory: a dead weight's lambda falls linearly instead of ever more slowly, which in
-    a fixed budget prunes better (see ``experiments/tune_defaults``);
+    SGD step here and one on ``AutoDelta`` move every parameter identically.  Same objective,
+    different SGD trajectory;
 * the **Pyro model** ``model(x, y)``: prunable weights and hyper-variables are sample sites of
   the prior, every other parameter has a flat (improper) prior, and ``y`` is observed inside
   ``pyro.plate("data", N, subsample=...)``, which scales the batch log-likelihood by ``N/B``.
@@ -21,7 +22,6 @@ One object, two estimators of the same objective:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Literal
 
 import pyro
 import pyro.distributions as dist
@@ -29,13 +29,28 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import biject_to, constraints
 
+from ..config.choices import DEFAULT_POSITIVITY, POSITIVITIES, Positivity
 from ..errors import ConfigError
 from ..groups import Grouping, build_groupings, check_groupings
 from ..priors import GroupPrior, Prior, hyper_site_name
 from .likelihoods import Categorical, Likelihood
-from .selection import Scope, parameter_dict_key, prunable_layers, prunable_parameters, tensor_at
+from .selection import Layers, Scope, parameter_dict_key, prunable_layers, prunable_parameters, tensor_at
 
-Positivity = Literal["exp", "abs"]
+
+def site_gradients(prior: Prior, positivity: Positivity, n_data: int, site: str, value: Tensor,
+                   raws: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    """``(dR/dvalue, {key: dR/dr})`` of one site from the prior's closed form, ``r`` the raw hyper-variables.
+
+    ``value`` is what the prior sees: a weight tensor, or a grouping's ``[G, d]`` matrix.
+
+    ``h = |r|`` (``dh/dr = sign(r)``) or ``h = exp(r)`` (``dh/dr = h``); ``dR/dr = dR/dh * dh/dr``.
+    Fresh tensors: the caller may overwrite them.
+    """
+    hyper = {key: r.abs() if positivity == "abs" else r.exp() for key, r in raws.items()}
+    grad_w, grad_h = prior.penalty_grad(site, value, hyper, n_data)
+    return grad_w, {key: grad_h[key].mul_(r.sign() if positivity == "abs" else hyper[key])
+                    for key, r in raws.items()}
+
 
 
 class BayesianModule(nn.Module):
@@ -46,10 +61,10 @@ class BayesianModule(nn.Module):
         prior: the prior on every selected weight tensor, or ``None`` (maximum likelihood).
         n_data: ``N``, the number of training examples (sets the prior's total rates).
         likelihood: observation model (default: categorical on logits).
-        scope, include_bias, exclude: which parameters get the prior
+        scope, include_bias, exclude, layers: which parameters get the prior
             (see :func:`bayes_halo.models.selection.prunable_parameters`).
-        positivity: how trainable tensors map to the (positive) hyper-variables: ``"exp"``
-            or ``"abs"`` (see the module docstring).
+        positivity: how trainable tensors map to the (positive) hyper-variables: ``"abs"``
+            (the default, as on the command line) or ``"exp"`` (see the module docstring).
         groups: ``"weight"`` (per-weight sites, the default), a structure name of
             :mod:`bayes_halo.groups.structures` (``"unit"``, ``"out-unit"``, ``"bn-scale"``) built
             on the layers in scope, or a sequence of :class:`~bayes_halo.groups.Grouping`; with
@@ -59,22 +74,23 @@ class BayesianModule(nn.Module):
 
     def __init__(self, net: nn.Module, prior: Prior | None, n_data: int,
                  likelihood: Likelihood | None = None, scope: Scope = "all",
-                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = "exp",
-                 groups: str | Sequence[Grouping] = "weight", example_input: Tensor | None = None) -> None:
+                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = DEFAULT_POSITIVITY,
+                 layers: Layers = None, groups: str | Sequence[Grouping] = "weight",
+                 example_input: Tensor | None = None) -> None:
         super().__init__()
         if int(n_data) < 1:
             raise ConfigError(f"n_data must be a positive number of examples, got {n_data}")
-        if positivity not in ("exp", "abs"):
-            raise ConfigError(f"unknown positivity {positivity!r}; choose 'exp' or 'abs'")
+        if positivity not in POSITIVITIES:
+            raise ConfigError(f"unknown positivity {positivity!r}; choose one of {', '.join(POSITIVITIES)}")
         self.positivity = positivity
         self.net = net
         self.prior = prior
         self.n_data = int(n_data)
         self.likelihood = likelihood if likelihood is not None else Categorical()
-        selected = prunable_parameters(net, scope, include_bias, exclude)
+        selected = prunable_parameters(net, scope, include_bias, exclude, layers)
         #: names of the selected (prunable) tensors, with or without a prior
         self.prunable: tuple[str, ...] = tuple(selected)
-        groupings = (build_groupings(groups, net, prunable_layers(net, scope, exclude), example_input)
+        groupings = (build_groupings(groups, net, prunable_layers(net, scope, exclude, layers), example_input)
                      if isinstance(groups, str) else list(groups))
         check_groupings(groupings, dict(net.named_parameters()))
         #: the groupings by site name (empty: per-weight sites)
@@ -129,32 +145,93 @@ class BayesianModule(nn.Module):
             total = total + self.prior.penalty(site, self.site_value(site), self.hyper(site), self.n_data)
         return total
 
+    def objective(self, x: Tensor, y: Tensor) -> Tensor:
+        """The fast training objective ``mean_nll(net(x), y) + penalty()``."""
+        return self.likelihood.mean_nll(self.net(x), y) + self.penalty()
+
+    def raw_hyper(self, site: str) -> dict[str, nn.Parameter]:
+        """The trainable (unconstrained) hyper-variables of ``site``, keyed by short name."""
+        return {key: self.hyper_raw[parameter_dict_key(name)] for key, name in self.hyper_names[site].items()}
+
     @torch.no_grad()
     def prior_gradients(self) -> list[tuple[Tensor, Tensor]]:
         """``(parameter, dR/dparameter)`` for every prior-carrying tensor and raw hyper-variable.
 
-        From the closed forms (``penalty_grad``), no autograd, no host synchronisation: a site's
-        value gives ``dR/dvalue``, which is the tensor's gradient (per-weight site) or is scattered
-        into the member tensors (grouping); a hyper-variable's gradient is chained through the
-        positivity coordinate (``abs``: ``dh/dr = sign(r)``; ``exp``: ``dh/dr = h``).
+        From the closed forms (:meth:`~bayes_halo.priors.Prior.penalty_grad`, positivity chain rule
+        applied by :func:`site_gradients`): no autograd through the penalty, no host
+        synchronisation.  A site's ``dR/dvalue`` is the tensor's gradient (per-weight site) or is
+        scattered into the member tensors (grouping).
         """
         params = dict(self.net.named_parameters())
-        out: list[tuple[Tensor, Tensor]] = []
+        pairs: list[tuple[Tensor, Tensor]] = []
         for site in self.sites:
-            hyper = self.hyper(site)
-            grad_value, grad_hyper = self.prior.penalty_grad(site, self.site_value(site), hyper, self.n_data)
             grouping = self.groupings.get(site)
+            missing = [n for n in (grouping.tensor_names if grouping is not None else (site,)) if n not in params]
+            if missing:
+                raise ConfigError(f"{', '.join(missing)} not a parameter (is a pruning mask attached?)")
+            raws = self.raw_hyper(site)
+            grad_value, grad_raw = site_gradients(self.prior, self.positivity, self.n_data, site,
+                                                  self.site_value(site), raws)
             grads = grouping.scatter(grad_value) if grouping is not None else {site: grad_value}
-            out += [(params[name], grad) for name, grad in grads.items()]
-            for key, name in self.hyper_names[site].items():
-                raw = self.hyper_raw[parameter_dict_key(name)]
-                chain = raw.sign() if self.positivity == "abs" else hyper[key]
-                out.append((raw, grad_hyper[key] * chain))
-        return out
+            pairs.extend((params[name], grad) for name, grad in grads.items())
+            pairs.extend((raws[key], grad_raw[key]) for key in raws)
+        return pairs
 
-    def objective(self, x: Tensor, y: Tensor) -> Tensor:
-        """The fast training objective ``mean_nll(net(x), y) + penalty()``."""
-        return self.likelihood.mean_nll(self.net(x), y) + self.penalty()
+    @torch.no_grad()
+    def add_prior_grad_(self) -> None:
+        """``p.grad += dR/dp`` for every pair of :meth:`prior_gradients` (Torch-Pruning's ``regularize``).
+
+        Call it after ``backward()`` on the likelihood alone and before ``optimizer.step()`` (after
+        ``GradScaler.unscale_``): the step is then one on ``mean_nll + R``.  Right for SGD; for
+        adaptive optimisers see :meth:`attach_optimizer`.
+        """
+        for param, grad in self.prior_gradients():
+            if param.grad is None:
+                param.grad = grad
+            else:
+                param.grad.add_(grad)
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer, method: str = "auto", hyper: str = "auto",
+                         hyper_lr: float | None = None, compile: bool = False):
+        """Apply the prior inside every ``optimizer.step()`` (see :mod:`bayes_halo.training.prior_step`).
+
+        ``method``: ``"coupled"`` (``torch.optim.SGD``'s default: PriorSGD's update),
+        ``"decoupled"`` or ``"proximal"`` (the default for every other optimiser); ``hyper``:
+        ``"optimizer"`` (the hyper-variables in their own group of ``optimizer``, no weight decay,
+        learning rate ``hyper_lr``) or ``"profile"``.  Returns the
+        :class:`~bayes_halo.training.prior_step.PriorStep` (``.remove()`` detaches it).
+        """
+        from ..training.prior_step import PriorStep
+        return PriorStep(self, optimizer, method, hyper, hyper_lr, compile)
+
+    @torch.no_grad()
+    def prune(self, keep: float, criterion: str = "magnitude", by: str = "global") -> dict[str, Tensor]:
+        """Set all but the ``keep`` fraction of the prior's weights to exactly zero, in place.
+
+        ``criterion``: ``"magnitude"`` (``|w_j|``) or the prior's learned coefficient (HALO:
+        ``"halo-coefficient"``, keep the smallest ``xi / lambda_j^2``); ``by``: ``"global"`` or
+        ``"layer"``.  Returns the boolean keep masks by parameter name.
+        """
+        from ..pruning.masks import keep_masks
+        from ..pruning.sweep import pruning_criteria
+        criteria = pruning_criteria(self)
+        if criterion not in criteria:
+            raise ConfigError(f"unknown `criterion` {criterion!r}: choose one of {', '.join(criteria)}")
+        masks = keep_masks(criteria[criterion], keep, by)
+        for name, mask in masks.items():
+            tensor_at(self.net, name).masked_fill_(~mask.to(device=mask.device), 0.0)
+        return masks
+
+    def export(self, input_shape: tuple[int, ...]):
+        """The (pruned) network as the smaller network it computes, for inputs of one example's ``input_shape``.
+
+        Returns :class:`~bayes_halo.export.network.ExportedNetwork`: ``.network`` runs it,
+        ``torch.save(exported.state, path)`` stores it, :func:`bayes_halo.export.load_export` reads it.
+        """
+        import copy
+
+        from ..export.network import export_network
+        return export_network(copy.deepcopy(self.net).eval(), tuple(input_shape))
 
     def network_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the network (one optimiser group)."""

@@ -11,6 +11,7 @@ from .halo import HALO, SharedHALO
 from .horseshoe import Horseshoe, RegularizedHorseshoe
 from .laplace import AdaptiveLaplace, Laplace
 from .normal import Normal
+from .product import SitePriors
 from .registry import PRIORS, prior_class, register_prior, trainable_priors
 
 for _cls in (Normal, Laplace, AdaptiveLaplace, HALO, SharedHALO, Horseshoe, RegularizedHorseshoe, GroupLaplace,
@@ -18,5 +19,5 @@ for _cls in (Normal, Laplace, AdaptiveLaplace, HALO, SharedHALO, Horseshoe, Regu
     register_prior(_cls)
 
 __all__ = ["PRIORS", "prior_class", "register_prior", "trainable_priors", "Prior", "HyperSite",
-           "hyper_site_name", "Normal", "Laplace", "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe",
+           "hyper_site_name", "SitePriors", "Normal", "Laplace", "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe",
            "RegularizedHorseshoe", "GroupPrior", "GroupLaplace", "GroupAdaptiveLaplace", "GroupHALO", "GroupHorseshoe"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import math
 
@@ -27,9 +27,6 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from ..config.sections import PriorConfig
 
 
 @dataclass(frozen=True)
@@ -59,35 +56,35 @@ def check_strength(name: str, value: float, allow_zero: bool = False) -> float:
     return value
 
 
+def soft_threshold(weight: Tensor, threshold: Tensor | float) -> Tensor:
+    """``sign(w) max(|w| - t, 0)``: the proximal map of ``t |w|``, exact zeros where ``|w| <= t``."""
+    return weight.sign() * (weight.abs() - threshold).clamp_(min=0.0)
+
+
 class Prior(ABC):
     """A prior ``p(w, h)`` on one weight tensor ``w`` and its hyper-variables ``h``.
 
     Subclasses implement three things that must describe the same density:
     ``hyper_sites`` (which hyper-variables exist, where they start, their support),
     ``penalty`` (plain torch, per example) and ``sample`` (a Pyro model fragment).
-    A class describes itself to the run assembly and the command lines through its class
-    attributes (registered with :func:`bayes_halo.priors.register_prior`).
+    A prior knows nothing of runs: default strengths and how settings become a prior live in
+    :mod:`bayes_halo.config.priors`.
     """
 
-    #: registry name, as used on the command line
+    #: registry name (:func:`bayes_halo.priors.register_prior`)
     name: ClassVar[str]
     #: True when the joint MAP of (w, h) is degenerate (e.g. horseshoe at w = 0): SVI/NUTS only
     map_is_degenerate: ClassVar[bool] = False
-    #: the per-example strengths the constructor takes, as named in the run config (``"xi"``, ``"psi"``)
+    #: the names of the per-example strengths the constructor takes (``"xi"``, ``"psi"``, or any other)
     strengths: ClassVar[tuple[str, ...]] = ()
-    #: their defaults for the default schedule (``bayes_halo.config`` documents how they were chosen)
-    default_strengths: ClassVar[dict[str, float]] = {}
-    #: True when the prior is built from the weights of a dense pilot fit (the adaptive lasso)
-    needs_pilot: ClassVar[bool] = False
     #: hyper-variable carrying a learned lasso coefficient ``c = coefficient(h)``, or None
     coefficient_of: ClassVar[str | None] = None
     #: pruning-criterion name of that coefficient when it is per weight (keep the smallest ``c``), or None
     coefficient_criterion: ClassVar[str | None] = None
 
-    @classmethod
-    def from_config(cls, config: "PriorConfig", pilot: Mapping[str, Tensor] | None = None) -> "Prior":
-        """The prior a run config describes: ``cls(**strengths)`` (pilot-based priors override this)."""
-        return cls(**{name: getattr(config, name) for name in cls.strengths})
+    def at(self, site: str) -> "Prior":
+        """The prior acting on ``site``: ``self`` (a product of per-site priors returns that site's)."""
+        return self
 
     def coefficient(self, value: Tensor) -> Tensor:
         """The learned lasso coefficient from hyper-variable ``coefficient_of`` (priors that have one)."""
@@ -120,6 +117,22 @@ class Prior(ABC):
             value = self.penalty(site, inputs[0], dict(zip(hyper, inputs[1:])), n_data)
             grads = torch.autograd.grad(value, inputs)
         return grads[0], dict(zip(hyper, grads[1:]))
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor | None:
+        """``prox_{step R(., h)}(w) = argmin_v ||v - w||^2 / (2 step) + R(v, h)``, or None without a closed form.
+
+        The proximal prior step for adaptive optimisers (:mod:`bayes_halo.training.prior_step`)
+        uses it; a prior without one gets the decoupled gradient step ``w - step dR/dw``.
+        """
+        return None
+
+    def profile(self, site: str, weight: Tensor) -> dict[str, Tensor] | None:
+        """``argmin_h R(w, h)`` at fixed ``w`` (constrained values, keyed as ``hyper_sites``), or None.
+
+        None when the prior has no hyper-variables or no closed form.  The proximal prior step
+        may set the hyper-variables to it at every step instead of training them.
+        """
+        return None
 
     @abstractmethod
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -39,8 +39,6 @@ from torch.distributions import constraints
 from ..errors import ConfigError
 from .base import HyperSite, Prior, check_strength, hyper_site_name
 
-if TYPE_CHECKING:
-    from ..config.sections import PriorConfig
 
 
 def _inverse_norms(norms: Tensor) -> Tensor:
@@ -155,8 +153,6 @@ class GroupLaplace(_NormPrior):
 
     name = "group-laplace"
     strengths = ("xi",)
-    #: the validation scout of experiments/group_defaults (LeNet-300-100, unit groups, 5 epochs, seed 0)
-    default_strengths = {"xi": 3e-5}
 
     def __init__(self, xi: float) -> None:
         self.xi = check_strength("xi", xi)
@@ -173,19 +169,10 @@ class GroupAdaptiveLaplace(_NormPrior):
 
     name = "group-adaptive-laplace"
     strengths = ("xi",)
-    #: the validation scout of experiments/group_defaults (LeNet-300-100, unit groups, 5 epochs, seed 0)
-    default_strengths = {"xi": 3e-5}
-    needs_pilot = True
 
     def __init__(self, xi: float, omega: Mapping[str, Tensor]) -> None:
         self.xi = check_strength("xi", xi)
         self.omega = {site: w.detach() for site, w in omega.items()}
-
-    @classmethod
-    def from_config(cls, config: "PriorConfig", pilot: Mapping[str, Tensor] | None = None) -> "GroupAdaptiveLaplace":
-        if pilot is None:
-            raise ConfigError("the group adaptive Laplace prior needs pilot weights")
-        return cls.from_pilot(config.xi, pilot, gamma=config.gamma)
 
     @classmethod
     def from_pilot(cls, xi: float, pilot: Mapping[str, Tensor], gamma: float = 1.0,
@@ -219,8 +206,6 @@ class GroupHALO(GroupPrior):
 
     name = "group-halo"
     strengths = ("xi", "psi")
-    #: the validation scout of experiments/group_defaults (LeNet-300-100, unit groups, 5 epochs, seed 0)
-    default_strengths = {"xi": 2e-3, "psi": 1e-4}
     coefficient_of = "lambda"
 
     def __init__(self, xi: float, psi: float, init_scale: float = 1.0) -> None:

@@ -11,13 +11,14 @@ from torch import Tensor
 from torch.distributions import constraints
 from torch.distributions.transforms import PowerTransform
 
-from .base import HyperSite, Prior, check_strength, hyper_site_name
+from .base import HyperSite, Prior, check_strength, hyper_site_name, soft_threshold
 
 
 class _HALOPenalty(torch.autograd.Function):
     r"""``xi * sum_j |w_j| / lambda_j^2 + psi * sum_j lambda_j`` with its gradients formed in one go.
 
-    ``dR/dw_j = xi sign(w_j) / lambda_j^2``, ``dR/dlambda_j = psi - 2 xi |w_j| / lambda_j^3``, computed
+    ``dR/dw_j = xi sign(w_j) / lambda_j^2`` (0 at ``w_j = 0``, the subgradient used everywhere),
+    ``dR/dlambda_j = psi - 2 xi |w_j| / lambda_j^3``, computed
     in the forward pass with in-place operations; the backward pass only scales them (no host
     synchronisation).  Used where autograd runs through the penalty (SVI, NUTS, ``objective``);
     training uses the fused optimiser instead.
@@ -29,7 +30,7 @@ class _HALOPenalty(torch.autograd.Function):
         inv_sq = inv.square()
         abs_w = weight.abs()
         value = xi * torch.dot(inv_sq.reshape(-1), abs_w.reshape(-1)) + psi * lam.sum()
-        grad_w = torch.copysign(inv_sq, weight).mul_(xi)
+        grad_w = weight.sign().mul_(inv_sq).mul_(xi)  # the operations of HALO.penalty_grad
         grad_lam = abs_w.mul_(inv_sq).mul_(inv).mul_(-2.0 * xi).add_(psi)
         ctx.save_for_backward(grad_w, grad_lam)
         return value
@@ -107,8 +108,6 @@ class HALO(Prior):
 
     name = "halo"
     strengths = ("xi", "psi", "lambda_decay")
-    #: xi, psi chosen on validation for the default schedule (``experiments/tune_defaults``, 3 seeds)
-    default_strengths = {"xi": 5e-5, "psi": 1e-4, "lambda_decay": 0.0}
     coefficient_of = "lambda"
     coefficient_criterion = "halo-coefficient"
 
@@ -138,7 +137,7 @@ class HALO(Prior):
 
     def penalty_grad(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor],
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """``dR/dw = xi sign(w)/lambda^2``, ``dR/dlambda = psi - 2 xi |w|/lambda^3 [+ (3-a)/(N lambda)] [+ decay lambda]``."""
+        """``dR/dw = xi sign(w)/lambda^2`` (0 at ``w = 0``), ``dR/dlambda = psi - 2 xi |w|/lambda^3 [+ (3-a)/(N lambda)] [+ decay lambda]``."""
         lam = hyper["lambda"]
         inv = lam.reciprocal()
         inv_sq = inv.square()
@@ -148,6 +147,20 @@ class HALO(Prior):
         if self.lambda_decay > 0.0:
             grad_lam = grad_lam.add_(lam, alpha=self.lambda_decay)
         return weight.sign().mul_(inv_sq).mul_(self.xi), {"lambda": grad_lam}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """In ``w`` at fixed ``lambda``: soft thresholding at ``step * xi / lambda_j^2``."""
+        return soft_threshold(weight, self.coefficient(hyper["lambda"]).mul_(step))
+
+    def profile(self, site: str, weight: Tensor) -> dict[str, Tensor] | None:
+        """``lambda_j* = (2 xi |w_j| / psi)^(1/3)`` (the default ``a = 3`` without ``lambda_decay``; else None).
+
+        At ``lambda*`` the penalty is the bridge ``3 * 2^(-2/3) xi^(1/3) psi^(2/3) |w_j|^(1/3)``
+        and the lasso coefficient ``xi / lambda_j*^2`` is infinite at ``w_j = 0``.
+        """
+        if self.concentration != 3.0 or self.lambda_decay > 0.0:
+            return None
+        return {"lambda": weight.abs().mul_(2.0 * self.xi / self.psi).pow_(1.0 / 3.0)}
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         a, rate = like.new_tensor(self.concentration), like.new_tensor(n_data * self.psi)
@@ -174,8 +187,6 @@ class SharedHALO(Prior):
 
     name = "shared-halo"
     strengths = ("xi", "psi")
-    #: the seed-0 scout of ``experiments/pruning_study`` (its choice at 2 % kept)
-    default_strengths = {"xi": 3e-3, "psi": 1e-3}
     coefficient_of = "lambda"
 
     def __init__(self, xi: float, psi: float, init_scale: float = 1.0) -> None:
@@ -201,6 +212,14 @@ class SharedHALO(Prior):
         coefficient = self.coefficient(lam)
         grad_lam = -2.0 * coefficient * weight.abs().sum() / lam + 2.0 * self.psi * lam
         return coefficient * weight.sign(), {"lambda": grad_lam}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """In ``w`` at fixed ``lambda``: soft thresholding at ``step * xi / lambda^2``."""
+        return soft_threshold(weight, self.coefficient(hyper["lambda"]) * step)
+
+    def profile(self, site: str, weight: Tensor) -> dict[str, Tensor]:
+        """``lambda* = (xi sum_j |w_j| / psi)^(1/4)``."""
+        return {"lambda": weight.abs().sum().mul_(self.xi / self.psi).pow_(0.25)}
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         lam_sq = dist.Gamma(like.new_tensor(like.numel() + 0.5), like.new_tensor(n_data * self.psi))

@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import pyro
 import pyro.distributions as dist
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import Prior, check_strength
-
-if TYPE_CHECKING:
-    from ..config.sections import PriorConfig
+from .base import Prior, check_strength, soft_threshold
 
 
 def _laplace_site(site: str, like: Tensor, rate: Tensor) -> Tensor:
@@ -29,8 +25,6 @@ class Laplace(Prior):
 
     name = "laplace"
     strengths = ("xi",)
-    #: the seed-0 scout of ``experiments/pruning_study`` (its choice at 2 % kept)
-    default_strengths = {"xi": 1e-4}
 
     def __init__(self, xi: float) -> None:
         self.xi = check_strength("xi", xi)
@@ -42,6 +36,10 @@ class Laplace(Prior):
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
         """``dR/dw = xi * sign(w)`` (0 at ``w = 0``, autograd's subgradient of ``|w|``)."""
         return self.xi * weight.sign(), {}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """Soft thresholding at ``step * xi``."""
+        return soft_threshold(weight, step * self.xi)
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         return _laplace_site(site, like, like.new_tensor(n_data * self.xi))
@@ -56,19 +54,10 @@ class AdaptiveLaplace(Prior):
 
     name = "adaptive-laplace"
     strengths = ("xi",)
-    #: the seed-0 scout of ``experiments/pruning_study`` (its choice at 2 % kept)
-    default_strengths = {"xi": 1e-5}
-    needs_pilot = True
 
     def __init__(self, xi: float, omega: Mapping[str, Tensor]) -> None:
         self.xi = check_strength("xi", xi)
         self.omega = {site: w.detach() for site, w in omega.items()}
-
-    @classmethod
-    def from_config(cls, config: "PriorConfig", pilot: Mapping[str, Tensor] | None = None) -> "AdaptiveLaplace":
-        if pilot is None:
-            raise ConfigError("the adaptive Laplace prior needs pilot weights")
-        return cls.from_pilot(config.xi, pilot, gamma=config.gamma)
 
     @classmethod
     def from_pilot(cls, xi: float, pilot: Mapping[str, Tensor], gamma: float = 1.0,
@@ -95,6 +84,10 @@ class AdaptiveLaplace(Prior):
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
         """``dR/dw_j = xi * omega_j * sign(w_j)``."""
         return self.xi * self._omega(site, weight) * weight.sign(), {}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """Soft thresholding at ``step * xi * omega_j``."""
+        return soft_threshold(weight, self._omega(site, weight) * (step * self.xi))
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         return _laplace_site(site, like, n_data * self.xi * self._omega(site, like))

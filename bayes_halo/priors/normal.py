@@ -18,8 +18,6 @@ class Normal(Prior):
 
     name = "ridge"
     strengths = ("xi",)
-    #: not tuned: the conventional weight decay 5e-4 (ridge is no sparsity method)
-    default_strengths = {"xi": 5e-4}
 
     def __init__(self, xi: float) -> None:
         self.xi = check_strength("xi", xi)
@@ -31,6 +29,10 @@ class Normal(Prior):
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
         """``dR/dw = xi * w``."""
         return self.xi * weight, {}
+
+    def proximal(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], step: Tensor | float) -> Tensor:
+        """``w / (1 + step * xi)``."""
+        return weight / (1.0 + step * self.xi)
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         scale = like.new_tensor((n_data * self.xi) ** -0.5)

@@ -1,4 +1,4 @@
-"""Priors by name: the registry the run assembly and both command lines read.
+"""Priors by name: the registry the run assembly and both command lines read (defaults: :mod:`bayes_halo.config.priors`).
 
     @register_prior
     class MyPrior(Prior):

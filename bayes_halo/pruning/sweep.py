@@ -26,7 +26,7 @@ def pruning_criteria(module: BayesianModule) -> dict[str, dict[str, Tensor]]:
     prior = module.prior
     if prior is not None and prior.coefficient_criterion is not None:
         criteria[prior.coefficient_criterion] = {
-            site: -prior.coefficient(module.hyper(site)[prior.coefficient_of].detach()) for site in weights}
+            site: -prior.at(site).coefficient(module.hyper(site)[prior.coefficient_of].detach()) for site in weights}
     return criteria
 
 

@@ -27,10 +27,6 @@ from torch import Tensor, nn
 from ..models.bayesian import BayesianModule
 
 
-#: "32": float32 throughout; "bf16": bfloat16 autocast for the network's forward pass only
-PRECISIONS = ("32", "bf16")
-
-
 class StepOutput(NamedTuple):
     """What one forward pass gives: the loss to back-propagate, the outputs and the share's mean likelihood."""
 
@@ -42,8 +38,9 @@ class StepOutput(NamedTuple):
 class TrainingObjective(nn.Module):
     """``forward(x, y, weight) -> StepOutput`` with ``loss = weight * mean_nll(net(x), y)``.
 
-    ``precision="bf16"`` runs the network's forward pass under bfloat16 autocast; its outputs,
-    and the likelihood are float32 (parameters and lambdas stay float32 too).
+    ``precision="bf16"`` runs the network's forward pass under bfloat16 autocast and casts its
+    outputs to float32 for the likelihood (parameters and lambdas stay float32).  Otherwise the
+    outputs keep the network's own dtype: a float64 network trains its likelihood in float64.
     """
 
     def __init__(self, module: BayesianModule, precision: str = "32") -> None:
@@ -57,7 +54,8 @@ class TrainingObjective(nn.Module):
                     else contextlib.nullcontext())
         with autocast:
             out = self.net(x)
-        out = out.float()
+        if self.bf16:
+            out = out.float()
         # an empty share (a last batch smaller than the number of ranks) adds zero, keeping the graph
         nll = self._likelihood.mean_nll(out, y) if len(y) else out.sum()
         return StepOutput(weight * nll, out, nll.detach())

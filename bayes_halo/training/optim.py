@@ -32,8 +32,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..config.choices import Positivity
 from ..groups import Grouping
-from ..models.bayesian import BayesianModule, Positivity
+from ..models.bayesian import BayesianModule, site_gradients
 from ..priors import Prior
 
 #: one prior-carrying tensor: (site, w, g_w, momentum buffer of w, raw hypers by key, their buffers)
@@ -59,17 +60,11 @@ def _move(param: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, m
         param.addcmul_(direction, lr, value=-1.0)
 
 
-def _constrained(raws: dict[str, Tensor], positivity: Positivity) -> dict[str, Tensor]:
-    """The hyper-variables ``h`` of raw tensors ``r`` (``|r|`` or ``e^r``)."""
-    return {key: r.abs() if positivity == "abs" else r.exp() for key, r in raws.items()}
-
-
-def _move_hypers(raws: dict[str, Tensor], raw_buffers: dict[str, Tensor | None], hyper: dict[str, Tensor],
-                 grad_h: dict[str, Tensor], positivity: Positivity, hyper_lr: Tensor, momentum: float) -> None:
-    """Step every raw hyper-variable along ``dR/dh * dh/dr``."""
+def _move_hypers(raws: dict[str, Tensor], raw_buffers: dict[str, Tensor | None], grad_raw: dict[str, Tensor],
+                 hyper_lr: Tensor, momentum: float) -> None:
+    """Step every raw hyper-variable ``r`` along its gradient ``dR/dr``."""
     for key, r in raws.items():
-        chain = r.sign() if positivity == "abs" else hyper[key]
-        _move(r, grad_h[key].mul_(chain), raw_buffers[key], hyper_lr, momentum)
+        _move(r, grad_raw[key], raw_buffers[key], hyper_lr, momentum)
 
 
 def _move_weight(w: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, momentum: float,
@@ -85,15 +80,13 @@ def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites
                  weight_decay: float) -> None:
     """One SGD step on ``mean_nll + R``, given the likelihood's gradients (see the module docstring)."""
     for site, w, g, buffer, raws, raw_buffers in sites:
-        hyper = _constrained(raws, positivity)
-        grad_w, grad_h = prior.penalty_grad(site, w, hyper, n_data)
-        _move_hypers(raws, raw_buffers, hyper, grad_h, positivity, hyper_lr, momentum)
+        grad_w, grad_raw = site_gradients(prior, positivity, n_data, site, w, raws)
+        _move_hypers(raws, raw_buffers, grad_raw, hyper_lr, momentum)
         _move_weight(w, g + grad_w, buffer, lr, momentum, weight_decay)
     for site, grouping, members, raws, raw_buffers in groups:
-        hyper = _constrained(raws, positivity)
         matrix = grouping.matrix({name: state[0] for name, state in members.items()})
-        grad_matrix, grad_h = prior.penalty_grad(site, matrix, hyper, n_data)
-        _move_hypers(raws, raw_buffers, hyper, grad_h, positivity, hyper_lr, momentum)
+        grad_matrix, grad_raw = site_gradients(prior, positivity, n_data, site, matrix, raws)
+        _move_hypers(raws, raw_buffers, grad_raw, hyper_lr, momentum)
         for name, grad in grouping.scatter(grad_matrix).items():
             w, g, buffer = members[name]
             _move_weight(w, g + grad, buffer, lr, momentum, weight_decay)
@@ -133,8 +126,7 @@ class PriorSGD(torch.optim.Optimizer):
         self._site_params = {site: params[site] for site in module.sites if site not in groupings}
         self._group_params = {site: (grouping, {n: params[n] for n in grouping.tensor_names})
                               for site, grouping in groupings.items()}
-        self._raw = {site: {key: module.hyper_raw[name.replace(".", "/")] for key, name in names.items()}
-                     for site, names in module.hyper_names.items()}
+        self._raw = {site: module.raw_hyper(site) for site in module.sites}
         self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
         self._update: Callable[..., None] = fused_update
         if compile:
