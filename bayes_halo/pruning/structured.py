@@ -1,0 +1,148 @@
+"""Structured pruning: rank whole groups (units, channels, heads), keep an exact number, zero the rest.
+
+Scores (larger = keep), one ``[G]`` tensor per grouping:
+
+* ``"norm"``: the size-normalised norm ``||w_g||_p / d^(1/p)`` (``p = 2``; ``p = 1`` is the
+  L1-norm filter ranking of Li et al. 2017, as a mean ``|w|``), comparable across groupings of
+  different sizes ``d``;
+* the prior's coefficient criterion (group HALO: ``"halo-coefficient"``, score ``-xi / lambda_g^2``):
+  keep the groups whose learned lasso coefficient is smallest;
+* ``"posterior"``: ``-P(||w_g|| < eps | data)`` when a group posterior supplies those probabilities.
+
+:func:`keep_groups` keeps exactly ``k`` groups (globally by score, or a fraction per grouping),
+never fewer than one per grouping (a layer cannot be empty); :func:`group_masks` turns kept groups
+into per-tensor keep masks for :func:`~bayes_halo.pruning.pruned_copy`; :func:`keep_within_macs`
+finds the largest ``k`` whose exported network fits a multiply-add budget; :func:`structured_report`
+measures what the masks buy after physical removal (units, parameters, multiply-adds per layer).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..groups import Grouping
+from .apply import pruned_copy
+from .masks import keep_count
+
+Scores = Mapping[str, Tensor]
+
+
+def norm_scores(groupings: Sequence[Grouping], tensors: Mapping[str, Tensor], p: float = 2.0) -> dict[str, Tensor]:
+    """``||w_g||_p / d^(1/p)`` per group of each grouping."""
+    return {g.name: torch.linalg.vector_norm(g.matrix(tensors).detach(), ord=p, dim=1) / g.size ** (1 / p)
+            for g in groupings}
+
+
+def group_criteria(module: Any, posterior: Scores | None = None) -> dict[str, dict[str, Tensor]]:
+    """Every criterion that applies to a BayesianModule with groupings: ``{criterion: {grouping: scores}}``.
+
+    ``posterior``: ``{grouping: P(||w_g|| < eps | data)}`` (``[G]`` each), when a posterior gave them.
+    """
+    groupings = list(module.groupings.values())
+    if not groupings:
+        raise ConfigError("structured pruning needs `groups` (e.g. unit); this run has per-weight sites")
+    criteria = {"norm": norm_scores(groupings, dict(module.net.named_parameters()))}
+    prior = module.prior
+    if prior is not None and prior.coefficient_criterion is not None:
+        criteria[prior.coefficient_criterion] = {
+            g.name: -prior.coefficient(module.hyper(g.name)[prior.coefficient_of].detach()) for g in groupings}
+    if posterior is not None:
+        criteria["posterior"] = {name: -p for name, p in posterior.items()}
+    return criteria
+
+
+def keep_groups(scores: Scores, keep: int | float, by: str = "global") -> dict[str, Tensor]:
+    """Boolean ``[G]`` keep vectors keeping exactly ``keep`` groups (an int) or that fraction (a float in (0, 1]).
+
+    ``by="global"``: the best-scored groups over all groupings (ties: the earlier grouping and
+    group first), after one group per grouping (its best) is kept unconditionally.
+    ``by="layer"``: the fraction (or count) within each grouping.
+    """
+    total = sum(int(s.numel()) for s in scores.values())
+    if by == "layer":
+        return {name: _top(s, _count(keep, s.numel())) for name, s in scores.items()}
+    if by != "global":
+        raise ConfigError(f"unknown `prune_by` {by!r}: choose 'global' or 'layer'")
+    k = _count(keep, total)
+    if k < len(scores):
+        raise ConfigError(f"keeping {k} groups leaves a layer empty: keep at least {len(scores)} (one per grouping)")
+    kept = {name: _top(s, 1) for name, s in scores.items()}
+    flat = torch.cat([torch.where(kept[name], math.inf, s.detach().double().cpu()) for name, s in scores.items()])
+    order = torch.sort(flat, descending=True, stable=True).indices[:k]
+    chosen = torch.zeros(total, dtype=torch.bool)
+    chosen[order] = True
+    return dict(zip(scores, chosen.split([int(s.numel()) for s in scores.values()])))
+
+
+def _count(keep: int | float, n: int) -> int:
+    """``keep`` groups out of ``n``: an int as given (checked), a float by :func:`keep_count`."""
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)):
+        raise ConfigError(f"`keep` must be a number of groups or a fraction, got {keep!r}")
+    if isinstance(keep, int):
+        if not 1 <= keep <= n:
+            raise ConfigError(f"cannot keep {keep} of {n} groups")
+        return keep
+    return keep_count(keep, n)
+
+
+def _top(scores: Tensor, k: int) -> Tensor:
+    """Boolean mask of the ``k`` largest entries (stable: earlier first among ties)."""
+    mask = torch.zeros(scores.numel(), dtype=torch.bool)
+    mask[torch.sort(scores.detach().double().cpu(), descending=True, stable=True).indices[:k]] = True
+    return mask
+
+
+def group_masks(groupings: Sequence[Grouping], kept: Mapping[str, Tensor],
+                tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Boolean keep masks for every member tensor: group ``g``'s entries follow ``kept[grouping][g]``."""
+    masks: dict[str, Tensor] = {}
+    for g in groupings:
+        rows = kept[g.name].to(torch.float64)[:, None].expand(g.n_groups, g.size)
+        for name, value in g.scatter(rows).items():
+            masks[name] = value.to(device=tensors[name].device) > 0
+    return masks
+
+
+def structured_report(net: nn.Module, masks: Mapping[str, Tensor], input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The masked network after physical removal: per layer units, parameters, multiply-adds per example."""
+    from ..export import export_network  # export imports the pipeline, which imports pruning
+
+    exported = export_network(pruned_copy(net, masks), tuple(input_shape))
+    before, after = exported.before, exported.after
+    return {"units": [r["units"] for r in after["layers"]], "units_before": [r["units"] for r in before["layers"]],
+            "layers": [r["layer"] for r in after["layers"]], "parameters": after["parameters"],
+            "parameters_before": before["parameters"], "macs": after["macs"], "macs_before": before["macs"]}
+
+
+def keep_within_macs(net: nn.Module, groupings: Sequence[Grouping], scores: Scores, input_shape: tuple[int, ...],
+                     max_macs: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The largest global ``k`` whose exported network needs at most ``max_macs`` multiply-adds per example.
+
+    Bisection over ``k`` (MACs grow with ``k``: each added group adds its unit).  Returns the
+    masks and :func:`structured_report` of that ``k``; ConfigError when even one group per grouping is over.
+    """
+    tensors = dict(net.named_parameters())
+    total = sum(int(s.numel()) for s in scores.values())
+
+    def measure(k: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        masks = group_masks(groupings, keep_groups(scores, k), tensors)
+        return masks, structured_report(net, masks, input_shape)
+
+    low, high = len(scores), total
+    best = measure(low)
+    if best[1]["macs"] > max_macs:
+        raise ConfigError(f"one group per grouping already needs {best[1]['macs']:,} multiply-adds > {max_macs:,}")
+    while low < high:
+        mid = (low + high + 1) // 2
+        candidate = measure(mid)
+        if candidate[1]["macs"] <= max_macs:
+            low, best = mid, candidate
+        else:
+            high = mid - 1
+    best[1]["groups_kept"] = low
+    return best
