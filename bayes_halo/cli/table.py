@@ -11,7 +11,9 @@ def _pct(value: float) -> str:
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A readable table of the dense and pruned accuracies in ``metrics`` (the metrics.json schema)."""
     strengths = ", ".join(f"{k}={metrics[k]:g}" for k in ("xi", "psi") if metrics.get(k) is not None)
-    lines = [f"{metrics['prior']} prior ({strengths or 'no penalty'}) | {metrics['model']} on {metrics['dataset']} | "
+    groups = metrics.get("groups", "weight")
+    prior = metrics["prior"] if groups == "weight" else f"{metrics['prior']} ({groups} groups)"
+    lines = [f"{prior} prior ({strengths or 'no penalty'}) | {metrics['model']} on {metrics['dataset']} | "
              f"{metrics['epochs']} epochs | seed {metrics['seed']} | {metrics['train_seconds']:.1f} s training",
              f"dense network: val {_pct(metrics['dense']['val_accuracy'])}   "
              f"test {_pct(metrics['dense']['test_accuracy'])}",
