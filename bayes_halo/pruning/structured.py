@@ -18,7 +18,7 @@ measures what the masks buy after physical removal (units, parameters, multiply-
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -60,7 +60,8 @@ def keep_groups(scores: Scores, keep: int | float, by: str = "global") -> dict[s
     """Boolean ``[G]`` keep vectors keeping exactly ``keep`` groups (an int) or that fraction (a float in (0, 1]).
 
     ``by="global"``: the best-scored groups over all groupings (ties: the earlier grouping and
-    group first), after one group per grouping (its best) is kept unconditionally.
+    group first), after one group per grouping (its best) is kept unconditionally (a fraction
+    keeps at least that many; a count below it is an error).
     ``by="layer"``: the fraction (or count) within each grouping.
     """
     total = sum(int(s.numel()) for s in scores.values())
@@ -69,6 +70,8 @@ def keep_groups(scores: Scores, keep: int | float, by: str = "global") -> dict[s
     if by != "global":
         raise ConfigError(f"unknown `prune_by` {by!r}: choose 'global' or 'layer'")
     k = _count(keep, total)
+    if isinstance(keep, float):
+        k = max(k, len(scores))
     if k < len(scores):
         raise ConfigError(f"keeping {k} groups leaves a layer empty: keep at least {len(scores)} (one per grouping)")
     kept = {name: _top(s, 1) for name, s in scores.items()}
@@ -108,11 +111,11 @@ def group_masks(groupings: Sequence[Grouping], kept: Mapping[str, Tensor],
     return masks
 
 
-def structured_report(net: nn.Module, masks: Mapping[str, Tensor], input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """The masked network after physical removal: per layer units, parameters, multiply-adds per example."""
+def structured_report(masked: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """A masked network after physical removal: per layer units, parameters, multiply-adds per example."""
     from ..export import export_network  # export imports the pipeline, which imports pruning
 
-    exported = export_network(pruned_copy(net, masks), tuple(input_shape))
+    exported = export_network(masked, tuple(input_shape))
     before, after = exported.before, exported.after
     return {"units": [r["units"] for r in after["layers"]], "units_before": [r["units"] for r in before["layers"]],
             "layers": [r["layer"] for r in after["layers"]], "parameters": after["parameters"],
@@ -131,7 +134,7 @@ def keep_within_macs(net: nn.Module, groupings: Sequence[Grouping], scores: Scor
 
     def measure(k: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
         masks = group_masks(groupings, keep_groups(scores, k), tensors)
-        return masks, structured_report(net, masks, input_shape)
+        return masks, structured_report(pruned_copy(net, masks), input_shape)
 
     low, high = len(scores), total
     best = measure(low)
@@ -146,3 +149,20 @@ def keep_within_macs(net: nn.Module, groupings: Sequence[Grouping], scores: Scor
             high = mid - 1
     best[1]["groups_kept"] = low
     return best
+
+
+def structured_sweep(module: Any, keeps: Sequence[float], by: str, evaluate: Callable[[nn.Module], dict[str, float]],
+                     input_shape: tuple[int, ...], posterior: Scores | None = None) -> list[dict[str, Any]]:
+    """One row per (criterion, keep fraction of groups): groups kept, units per layer, parameters, MACs, accuracy."""
+    groupings = list(module.groupings.values())
+    tensors = dict(module.net.named_parameters())
+    rows = []
+    for criterion, scores in group_criteria(module, posterior).items():
+        for keep in keeps:
+            kept = keep_groups(scores, float(keep), by)
+            masked = pruned_copy(module.net, group_masks(groupings, kept, tensors)).eval()
+            rows.append({"keep": keep, "criterion": criterion, "by": by,
+                         "groups_kept": sum(int(k.sum()) for k in kept.values()),
+                         "groups_total": sum(int(k.numel()) for k in kept.values()),
+                         **structured_report(masked, input_shape), **evaluate(masked)})
+    return rows
