@@ -350,6 +350,9 @@ def test_cli_writes_report_and_file(tmp_path, capsys):
     ([str(DEFAULT_RUN), "--keep", "1.5"], "--keep"),
     ([str(DEFAULT_RUN), "--keep", "0"], "--keep"),
     ([str(DEFAULT_RUN), "--keep", "0.01", "--criterion", "snr"], "--criterion"),
+    ([str(DEFAULT_RUN), "--keep-units", "1.5"], "--keep-units"),
+    ([str(DEFAULT_RUN), "--keep-units", "10"], "groups"),       # a per-weight run has no groups
+    ([str(DEFAULT_RUN), "--keep", "0.1", "--keep-units", "10"], "--keep-units"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, message, capsys, tmp_path):
     assert main(args + ["--out", str(tmp_path / "x.pt2"), "--no-eval"]) == 2

@@ -61,3 +61,22 @@ def test_lenet300_input_units_widths_and_macs_against_closed_form():
     over = structured_report(pruned_copy(net, group_masks(groupings, keep_groups(scores, best["groups_kept"] + 1),
                                                           dict(net.named_parameters()))), (1, 28, 28))
     assert over["macs"] > 60_000
+
+
+def test_group_halo_coefficient_criterion_is_minus_xi_over_lambda_squared():
+    from bayes_halo.models.bayesian import BayesianModule
+    from bayes_halo.priors import prior_class
+    from bayes_halo.pruning.structured import group_criteria
+
+    torch.manual_seed(1)
+    net = build_model("lenet300", (1, 28, 28), 10)
+    module = BayesianModule(net, prior_class("group-halo")(xi=2e-4, psi=1e-4), n_data=100, groups="unit",
+                            positivity="abs", example_input=torch.zeros(2, 1, 28, 28))
+    site = next(iter(module.groupings))
+    with torch.no_grad():
+        for raw in module.hyper_parameters():
+            raw.uniform_(0.5, 2.0)
+    criteria = group_criteria(module)
+    lam = module.hyper(site)["lambda"].detach()
+    torch.testing.assert_close(criteria["coefficient"][site], -2e-4 / lam ** 2)
+    assert criteria["norm"][site].shape == (module.groupings[site].n_groups,)

@@ -36,7 +36,8 @@ expected) and the largest logit difference.
 examples:
   python -m bayes_halo.export experiments/default_run/run --keep 0.01 --out small.pt2
   python -m bayes_halo.export runs/my-run --keep 0.02 --criterion halo-coefficient --onnx small.onnx
-exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --criterion).
+  python -m bayes_halo.export runs/group-halo-run --keep-units 0.1 --criterion coefficient
+exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --keep-units, --criterion).
 """
 
 
@@ -47,15 +48,36 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _units(text: str) -> int | float:
+    """``--keep-units``: an integer count of groups, or a fraction in (0, 1]."""
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"a fraction must be in (0, 1], got {text}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive count, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.export``."""
     parser = _OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION, epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run (holds model.pt and config.json)")
-    parser.add_argument("--keep", type=float, required=True, help="fraction of the prunable weights kept, in (0, 1]")
-    parser.add_argument("--criterion", default="magnitude",
-                        help="pruning criterion, as in the run's metrics.json: magnitude (default) or, "
-                             "for HALO runs, halo-coefficient")
+    kept = parser.add_mutually_exclusive_group(required=True)
+    kept.add_argument("--keep", type=float, help="fraction of the prunable weights kept, in (0, 1]")
+    kept.add_argument("--keep-units", type=_units, metavar="N_OR_FRACTION",
+                      help="a run with --groups: keep this many groups (an integer) or this fraction of them "
+                           "(e.g. 0.1), ranked over all groupings (the run's --prune-by), the rest zeroed")
+    parser.add_argument("--criterion",
+                        help="pruning criterion: with --keep magnitude (default) or, for HALO runs, "
+                             "halo-coefficient; with --keep-units norm (size-normalised group norm, default) "
+                             "or coefficient (the learned xi/lambda_g^2 of group HALO)")
     parser.add_argument("--out", help="export file, a torch.export program (default: RUN_DIR/small.pt2)")
     parser.add_argument("--report", help="JSON report (default: export.json beside --out)")
     parser.add_argument("--onnx", nargs="?", const="", metavar="PATH",
@@ -70,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def format_report(report: dict[str, Any]) -> str:
     """The printed summary of an export."""
     pruned = (f"{100 * report['keep']:g} % kept ({report['criterion']}, {report['by']})" if "criterion" in report
-              else f"{report['units_kept']} units kept ({report['rank_by']})")
+              else f"{report['groups_kept']} of {report['groups_total']} groups kept ({report['rank_by']}, {report['by']})")
     lines = [f"{report['model']} at {pruned}: {report['architecture_before']} -> {report['architecture_after']}",
              f"parameters {report['parameters_before']:,} -> {report['parameters_after']:,}; multiply-adds per "
              f"example {report['macs_before']:,} -> {report['macs_after']:,} ({report['macs_ratio']:.2f}x fewer)"]
@@ -101,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         onnx = str(args.out or f"{args.run_dir}/small.pt2").rsplit(".", 1)[0] + ".onnx"
     try:
         report = export_run(args.run_dir, args.keep, args.criterion, out=args.out, report=args.report, onnx=onnx,
-                            data_dir=args.data_dir, evaluate=args.evaluate)
+                            data_dir=args.data_dir, evaluate=args.evaluate, keep_units=args.keep_units)
     except BayesHaloError as err:
         print(f"{parser.prog}: error: {as_flags(err, flag_names(parser))}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from ..atomic import write_json
 from ..errors import CheckpointError, ConfigError
 from ..pipeline import MODEL, FitResult, load_data, load_run
 from ..pruning import keep_masks, pruned_copy
+from ..pruning.structured import group_criteria, group_masks, keep_groups
 from ..pruning.sweep import pruning_criteria
 from .cost import architecture
 from .loader import load_export
@@ -20,28 +21,48 @@ from .network import export_network
 from .onnx import onnx_available, onnx_logits, save_onnx
 
 
-def export_run(run_dir: str | Path, keep: float, criterion: str = "magnitude", out: str | Path | None = None,
-               report: str | Path | None = None, onnx: str | Path | None = None,
-               data_dir: str | Path | None = None, evaluate: bool = True) -> dict[str, Any]:
-    """Prune the run in ``run_dir`` to ``keep`` by ``criterion`` (as ``fit`` does), export it, report.
+def export_run(run_dir: str | Path, keep: float | None = None, criterion: str | None = None,
+               out: str | Path | None = None, report: str | Path | None = None, onnx: str | Path | None = None,
+               data_dir: str | Path | None = None, evaluate: bool = True,
+               keep_units: int | float | None = None) -> dict[str, Any]:
+    """Prune the run in ``run_dir`` as ``fit`` does, export it, report.
 
-    Writes ``out`` (default ``RUN_DIR/small.pt2``, a ``torch.export`` program), ``report`` (default
-    ``export.json`` beside ``out``) and, when given, the ONNX file ``onnx``.  With ``evaluate`` the
-    export is loaded back from disk and its test predictions are compared with the masked
-    network's, example by example.  Returns the report (what ``export.json`` holds).
+    Exactly one of ``keep`` (fraction of the prunable weights, ranked by ``criterion``, default
+    ``magnitude``) and ``keep_units`` (a run with groups: that many groups, or that fraction of
+    them, ranked by ``criterion``: ``norm`` (default) or ``coefficient``; see
+    :mod:`bayes_halo.pruning.structured`).  Writes ``out`` (default ``RUN_DIR/small.pt2``, a
+    ``torch.export`` program), ``report`` (default ``export.json`` beside ``out``) and, when
+    given, the ONNX file ``onnx``.  With ``evaluate`` the export is loaded back from disk and its
+    test predictions are compared with the masked network's, example by example.  Returns the
+    report (what ``export.json`` holds).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"RUN_DIR {run_dir} is not a folder holding a run (model.pt from bayes_halo.fit)")
-    if not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
+    if (keep is None) == (keep_units is None):
+        raise ConfigError("give exactly one of `keep` (fraction of weights) and `keep_units` (groups)")
+    if keep is not None and not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
         raise ConfigError(f"`keep` must be in (0, 1], got {keep!r}")
     run = load_run(run_dir)
+    by = run.config.prune.prune_by
+    if keep_units is not None:
+        criteria = group_criteria(run.module)
+        criterion = criterion or "norm"
+        if criterion not in criteria:
+            raise ConfigError(f"unknown `criterion` {criterion!r} for this run: choose one of {', '.join(criteria)}")
+        kept = keep_groups(criteria[criterion], keep_units, by=by)
+        masks = group_masks(list(run.module.groupings.values()), kept, dict(run.module.net.named_parameters()))
+        meta = {"units_kept": keep_units, "rank_by": criterion, "by": by,
+                "groups_kept": sum(int(k.sum()) for k in kept.values()),
+                "groups_total": sum(int(k.numel()) for k in kept.values())}
+        return _export_masked(run, masks, meta, out, report, onnx, data_dir, evaluate)
     criteria = pruning_criteria(run.module)
+    criterion = criterion or "magnitude"
     if criterion not in criteria:
         raise ConfigError(f"unknown `criterion` {criterion!r} for this run: choose one of {', '.join(criteria)}")
-    masks = keep_masks(criteria[criterion], keep, by=run.config.prune.prune_by)
-    meta = {"keep": keep, "criterion": criterion, "by": run.config.prune.prune_by}
-    return _export_masked(run, masks, meta, out, report, onnx, data_dir, evaluate)
+    masks = keep_masks(criteria[criterion], keep, by=by)
+    return _export_masked(run, masks, {"keep": keep, "criterion": criterion, "by": by}, out, report, onnx, data_dir,
+                          evaluate)
 
 
 def _export_masked(run: FitResult, masks: dict[str, Tensor], meta: dict[str, Any], out: str | Path | None,

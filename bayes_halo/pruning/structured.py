@@ -5,8 +5,8 @@ Scores (larger = keep), one ``[G]`` tensor per grouping:
 * ``"norm"``: the size-normalised norm ``||w_g||_p / d^(1/p)`` (``p = 2``; ``p = 1`` is the
   L1-norm filter ranking of Li et al. 2017, as a mean ``|w|``), comparable across groupings of
   different sizes ``d``;
-* the prior's coefficient criterion (group HALO: ``"halo-coefficient"``, score ``-xi / lambda_g^2``):
-  keep the groups whose learned lasso coefficient is smallest;
+* ``"coefficient"``: the prior's learned per-group lasso coefficient (group HALO: score
+  ``-xi / lambda_g^2``): keep the groups whose coefficient is smallest;
 * ``"posterior"``: ``-P(||w_g|| < eps | data)`` when a group posterior supplies those probabilities.
 
 :func:`keep_groups` keeps exactly ``k`` groups (globally by score, or a fraction per grouping),
@@ -48,8 +48,8 @@ def group_criteria(module: Any, posterior: Scores | None = None) -> dict[str, di
         raise ConfigError("structured pruning needs `groups` (e.g. unit); this run has per-weight sites")
     criteria = {"norm": norm_scores(groupings, dict(module.net.named_parameters()))}
     prior = module.prior
-    if prior is not None and prior.coefficient_criterion is not None:
-        criteria[prior.coefficient_criterion] = {
+    if prior is not None and prior.coefficient_of is not None:
+        criteria["coefficient"] = {
             g.name: -prior.coefficient(module.hyper(g.name)[prior.coefficient_of].detach()) for g in groupings}
     if posterior is not None:
         criteria["posterior"] = {name: -p for name, p in posterior.items()}
