@@ -124,19 +124,27 @@ def structured_report(masked: nn.Module, input_shape: tuple[int, ...]) -> dict[s
 
 def keep_within_macs(net: nn.Module, groupings: Sequence[Grouping], scores: Scores, input_shape: tuple[int, ...],
                      max_macs: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The largest global ``k`` whose exported network needs at most ``max_macs`` multiply-adds per example.
+    """The most groups, best-scored first, whose exported network needs at most ``max_macs`` multiply-adds.
 
-    Bisection over ``k`` (MACs grow with ``k``: each added group adds its unit).  Returns the
-    masks and :func:`structured_report` of that ``k``; ConfigError when even one group per grouping is over.
+    Groups of the network's inputs (columns of the first layer: export never removes inputs, so
+    they cost nothing) are always kept; over the others, bisection on the number ``k`` kept in
+    score order (MACs grow with ``k``: the kept sets are nested).  Returns the masks and
+    :func:`structured_report`, with ``groups_kept``; ConfigError when one group per grouping is over.
     """
+    from ..export.cost import layer_costs  # export imports the pipeline, which imports pruning
+
     tensors = dict(net.named_parameters())
-    total = sum(int(s.numel()) for s in scores.values())
+    first = layer_costs(net, torch.zeros(1, *input_shape, dtype=next(net.parameters()).dtype,
+                                         device=next(net.parameters()).device))[0]["layer"]
+    free = {g.name for g in groupings if all(m.name == f"{first}.weight" and m.dim == 1 for m in g.members)}
+    ranked = {name: s for name, s in scores.items() if name not in free}
+    always = {name: torch.ones(scores[name].numel(), dtype=torch.bool) for name in free}
 
     def measure(k: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        masks = group_masks(groupings, keep_groups(scores, k), tensors)
+        masks = group_masks(groupings, {**always, **keep_groups(ranked, k)}, tensors)
         return masks, structured_report(pruned_copy(net, masks), input_shape)
 
-    low, high = len(scores), total
+    low, high = len(ranked), sum(int(s.numel()) for s in ranked.values())
     best = measure(low)
     if best[1]["macs"] > max_macs:
         raise ConfigError(f"one group per grouping already needs {best[1]['macs']:,} multiply-adds > {max_macs:,}")
@@ -147,7 +155,7 @@ def keep_within_macs(net: nn.Module, groupings: Sequence[Grouping], scores: Scor
             low, best = mid, candidate
         else:
             high = mid - 1
-    best[1]["groups_kept"] = low
+    best[1]["groups_kept"] = low + sum(int(a.numel()) for a in always.values())
     return best
 
 
