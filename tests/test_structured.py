@@ -58,7 +58,7 @@ def test_lenet300_input_units_widths_and_macs_against_closed_form():
     assert report["parameters"] == report["macs"] + 37 + 15 + 10
     masks, best = keep_within_macs(net, groupings, scores, (1, 28, 28), max_macs=60_000)
     assert best["macs"] <= 60_000 and bool(masks["fc1.weight"].all())  # the pixels cost nothing: all kept
-    hidden = {g.name: scores[g.name] for g in groupings[1:]}
+    hidden = {g.name: scores[g.name] / scores[g.name].abs().mean() for g in groupings[1:]}
     k = best["groups_kept"] - 784
     plus_one = {groupings[0].name: torch.ones(784, dtype=torch.bool), **keep_groups(hidden, k + 1)}
     over = structured_report(pruned_copy(net, group_masks(groupings, plus_one, dict(net.named_parameters()))),
@@ -83,3 +83,16 @@ def test_group_halo_coefficient_criterion_is_minus_xi_over_lambda_squared():
     lam = module.hyper(site)["lambda"].detach()
     torch.testing.assert_close(criteria["coefficient"][site], -2e-4 / lam ** 2)
     assert criteria["norm"][site].shape == (module.groupings[site].n_groups,)
+
+
+def test_lenet5_caffe_budget_keeps_whole_channels_and_fits():
+    """fc1's 800 input features are not units (export removes conv2 channels, not features): always kept;
+    the ranked channels and hidden units fill the budget (no dead chain of mismatched groups)."""
+    torch.manual_seed(0)
+    net = build_model("lenet5-caffe", (1, 28, 28), 10).eval()
+    groupings = build_groupings("unit", net, prunable_layers(net), torch.zeros(2, 1, 28, 28))
+    masks, best = keep_within_macs(net, groupings, norm_scores(groupings, dict(net.named_parameters())),
+                                   (1, 28, 28), max_macs=153_000)
+    c1, c2, h, _ = best["units"]
+    assert best["macs"] == c1 * 25 * 576 + c2 * c1 * 25 * 64 + 16 * c2 * h + 10 * h <= 153_000
+    assert best["macs"] > 0.9 * 153_000  # the budget is used, not a dead chain of single units

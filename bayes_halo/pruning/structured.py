@@ -124,20 +124,28 @@ def structured_report(masked: nn.Module, input_shape: tuple[int, ...]) -> dict[s
 
 def keep_within_macs(net: nn.Module, groupings: Sequence[Grouping], scores: Scores, input_shape: tuple[int, ...],
                      max_macs: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The most groups, best-scored first, whose exported network needs at most ``max_macs`` multiply-adds.
+    """The most groups, best first, whose exported network needs at most ``max_macs`` multiply-adds.
 
-    Groups of the network's inputs (columns of the first layer: export never removes inputs, so
-    they cost nothing) are always kept; over the others, bisection on the number ``k`` kept in
-    score order (MACs grow with ``k``: the kept sets are nested).  Returns the masks and
-    :func:`structured_report`, with ``groups_kept``; ConfigError when one group per grouping is over.
+    Only groupings whose groups are whole units of the layer before are ranked (an input-unit
+    grouping of a Linear fed by a flattened feature map, or by the network's input, is always
+    kept: export removes channels, not single features, and never the inputs; a channel whose
+    features all die goes with its producer).  Scores are compared across groupings relative to
+    their grouping's mean, ``s_g / mean_g' |s_g'|`` (so that groupings of different scale and
+    size compete on how each group compares with its layer), and kept in that order by
+    bisection on their number ``k`` (MACs grow with ``k``: the kept sets are nested).  Returns
+    the masks and :func:`structured_report` with ``groups_kept``; ConfigError when one group per
+    ranked grouping is already over.
     """
     from ..export.cost import layer_costs  # export imports the pipeline, which imports pruning
 
     tensors = dict(net.named_parameters())
-    first = layer_costs(net, torch.zeros(1, *input_shape, dtype=next(net.parameters()).dtype,
-                                         device=next(net.parameters()).device))[0]["layer"]
-    free = {g.name for g in groupings if all(m.name == f"{first}.weight" and m.dim == 1 for m in g.members)}
-    ranked = {name: s for name, s in scores.items() if name not in free}
+    rows = layer_costs(net, torch.zeros(1, *input_shape, dtype=next(net.parameters()).dtype,
+                                        device=next(net.parameters()).device))
+    produced = {row["layer"]: (rows[i - 1]["units"] if i else None) for i, row in enumerate(rows)}
+    free = {g.name for g in groupings if g.kind == "input-unit" and all(
+        m.dim == 1 and produced.get(m.name.rsplit(".", 1)[0], 0) != g.n_groups for m in g.members)}
+    ranked = {name: s / s.abs().mean().clamp_min(torch.finfo(s.dtype).tiny)
+              for name, s in scores.items() if name not in free}
     always = {name: torch.ones(scores[name].numel(), dtype=torch.bool) for name in free}
 
     def measure(k: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
