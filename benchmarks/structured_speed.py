@@ -64,8 +64,10 @@ def channels_removed(name: str, fraction: float) -> nn.Module:
 
 def cases() -> list[tuple[str, Callable[[], nn.Module], Callable[[], nn.Module], tuple[int, ...]]]:
     """(label, dense factory, pruned factory, input shape) for every benchmarked pair."""
-    rows = [("lenet5-caffe 5-10-16", lambda: build_model("lenet5-caffe", MNIST, 10), lambda: lenet_cut("lenet5-caffe", [5, 10, 16]), MNIST),
-            ("lenet300 86-14", lambda: build_model("lenet300", MNIST, 10), lambda: lenet_cut("lenet300", [86, 14]), MNIST)]
+    rows = [("lenet5-caffe 5-10-16", lambda: build_model("lenet5-caffe", MNIST, 10),
+             lambda: lenet_cut("lenet5-caffe", [5, 10, 16]), MNIST),
+            ("lenet300 86-14", lambda: build_model("lenet300", MNIST, 10), lambda: lenet_cut("lenet300", [86, 14]),
+             MNIST)]
     for name in ("resnet56", "vgg16-bn"):
         for fraction in (0.5, 0.7):
             rows.append((f"{name} {100 * fraction:.0f} % removed", lambda n=name: build_model(n, CIFAR, 10),
@@ -112,7 +114,8 @@ def main() -> None:
     print("|---" * (5 + len(THREADS) * len(BATCHES)) + "|")
     with tempfile.TemporaryDirectory() as tmp:
         for label, make_dense, make_pruned, shape in cases():
-            dense_export, small_export = export_network(make_dense().eval(), shape), export_network(make_pruned().eval(), shape)
+            dense_export = export_network(make_dense().eval(), shape)
+            small_export = export_network(make_pruned().eval(), shape)
             dense_export.save(Path(tmp) / "dense.pt2")
             small_export.save(Path(tmp) / "small.pt2")
             dense, small = load_export(Path(tmp) / "dense.pt2"), load_export(Path(tmp) / "small.pt2")

@@ -146,7 +146,8 @@ def test_residual_network_coupled_units():
         net.fc1.weight[4], net.fc1.bias[4] = 0, 0
     exported = export_network(net, (4,))
     small = exported.network
-    assert (small.fc0.out_features, small.fc1.out_features, small.fc3.in_features, small.fc2.in_features) == (5, 4, 4, 5)
+    widths = (small.fc0.out_features, small.fc1.out_features, small.fc3.in_features, small.fc2.in_features)
+    assert widths == (5, 4, 4, 5)
     assert exported.after["macs"] == 4 * 5 + 5 * 4 + 4 * 5 + 5 * 2 < exported.before["macs"] == 24 + 30 + 30 + 12
     x = torch.randn(32, 4)
     torch.testing.assert_close(small(x), net(x).detach())
@@ -202,9 +203,10 @@ def test_every_architecture_exports_exactly(name, tmp_path):
     chain = name in ("lenet300", "lenet5-caffe", "vgg16-bn")
     assert exported.removal.removed == zeroed if chain else exported.removal.removed >= zeroed // 2
     assert exported.after["macs"] < 0.6 * exported.before["macs"]
-    if name == "vgg16-bn":  # closed form from the kept widths: sum_l c_l c_{l-1} 9 H_l W_l + 512 c_13 ... + c_13 * 10
+    if name == "vgg16-bn":  # closed form: sum_l c_l c_{l-1} 9 H_l W_l + 10 c_13
         widths, sizes = _widths(exported.network), [32] * 2 + [16] * 2 + [8] * 3 + [4] * 3 + [2] * 3
-        assert exported.after["macs"] == sum(widths[i + 1] * widths[i] * 9 * s * s for i, s in enumerate(sizes)) + widths[13] * 10
+        convs = sum(widths[i + 1] * widths[i] * 9 * s * s for i, s in enumerate(sizes))
+        assert exported.after["macs"] == convs + widths[13] * 10
     x = torch.randn(8, *shape)
     with torch.no_grad():
         expected = net(x)

@@ -35,7 +35,7 @@ def test_norm_scores_are_size_normalised():
     groupings = build_groupings("unit", net, prunable_layers(net), torch.zeros(2, 1, 28, 28))
     params = dict(net.named_parameters())
     scores = norm_scores(groupings, params, p=1)
-    conv1 = net.get_submodule("conv1") if hasattr(net, "conv1") else next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    conv1 = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
     by_hand = (conv1.weight.detach().abs().flatten(1).sum(1) + conv1.bias.detach().abs()) / 26
     torch.testing.assert_close(scores[groupings[0].name], by_hand)
     fc = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 def format_report(report: dict[str, Any]) -> str:
     """The printed summary of an export."""
     pruned = (f"{100 * report['keep']:g} % kept ({report['criterion']}, {report['by']})" if "criterion" in report
-              else f"{report['groups_kept']} of {report['groups_total']} groups kept ({report['rank_by']}, {report['by']})")
+              else f"{report['groups_kept']} of {report['groups_total']} groups kept "
+                   f"({report['rank_by']}, {report['by']})")
     lines = [f"{report['model']} at {pruned}: {report['architecture_before']} -> {report['architecture_after']}",
              f"parameters {report['parameters_before']:,} -> {report['parameters_after']:,}; multiply-adds per "
              f"example {report['macs_before']:,} -> {report['macs_after']:,} ({report['macs_ratio']:.2f}x fewer)"]

@@ -68,7 +68,8 @@ def remove_dead_units(net: nn.Module, example: Tensor) -> Removal:
                 result.folded += int(folded.sum())
                 kept = foldable & ~folded
                 if kept.any():
-                    note = f"{_root_name(graph, group)}: {int(kept.sum())} constant unit(s) kept (a consumer pads or is not foldable)"
+                    note = (f"{_root_name(graph, group)}: {int(kept.sum())} constant unit(s) kept "
+                            "(a consumer pads or is not foldable)")
                     if note not in result.notes:
                         result.notes.append(note)
             dead = zero | _unused(graph, group, n)
@@ -118,9 +119,10 @@ def _producer_state(graph: tp.DependencyGraph, group, n: int) -> tuple[Tensor, T
             zero &= _scatter_all(rows & bias, item.root_idxs, n)
             constant &= _scatter_all(rows, item.root_idxs, n)
         elif isinstance(module, NORMS) and module.running_mean is not None:
-            gamma = module.weight.detach()[idx] if module.weight is not None else torch.ones_like(module.running_mean[idx])
+            mean = module.running_mean[idx]
+            gamma = module.weight.detach()[idx] if module.weight is not None else torch.ones_like(mean)
             beta = module.bias.detach()[idx] if module.bias is not None else torch.zeros_like(gamma)
-            zero &= _scatter_all(beta.eq(0) & (gamma * module.running_mean[idx]).eq(0), item.root_idxs, n)
+            zero &= _scatter_all(beta.eq(0) & (gamma * mean).eq(0), item.root_idxs, n)
         else:  # a parametrised layer this module does not know: its units are never dead
             zero &= False
             constant &= False
@@ -160,7 +162,8 @@ def _fold_constants(graph: tp.DependencyGraph, group, candidates: Tensor, net: n
     constant and the convolution has no padding.  Folded consumer slices are set to 0.
     """
     consumers = _consumers(graph, group)
-    if not consumers or not all(isinstance(i.dep.target.module, ROOTS) and _plain(i.dep.target.module) for i in consumers):
+    modules = [item.dep.target.module for item in consumers]
+    if not modules or not all(isinstance(m, ROOTS) and _plain(m) for m in modules):
         return torch.zeros_like(candidates)
     seen: dict[nn.Module, list[Tensor]] = {}
 

@@ -125,7 +125,8 @@ def _logits(net: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
 def _recorded_accuracy(metrics: dict[str, Any], keep: float, criterion: str) -> float | None:
     """The test accuracy ``metrics.json`` recorded for this (keep, criterion), if it has the row."""
     for row in metrics.get("pruned", []):
-        if row.get("criterion") == criterion and math.isclose(row.get("keep", -1), keep) and not row.get("finetune_epochs"):
+        if (row.get("criterion") == criterion and math.isclose(row.get("keep", -1), keep)
+                and not row.get("finetune_epochs")):
             return row.get("test_accuracy")
     return None
 

@@ -85,8 +85,9 @@ def run_job(args: tuple[dict[str, Any], dict[str, Any]]) -> list[dict[str, Any]]
     study, job = args
     torch.set_num_threads(1)
     settings = {k: v for k, v in job.items() if k != "method"}
-    config = RunConfig.from_flat(model=study["model"], dataset="mnist", epochs=study["epochs"], subset=study.get("subset"),
-                                 val_size=study["val_size"], keep=(1.0,), threads=1, download=False, **settings)
+    config = RunConfig.from_flat(model=study["model"], dataset="mnist", epochs=study["epochs"],
+                                 subset=study.get("subset"), val_size=study["val_size"], keep=(1.0,), threads=1,
+                                 download=False, **settings)
     data = load_dataset("mnist", None, val_size=study["val_size"], seed=job["seed"], download=False,
                         subset=study.get("subset"))
     result = run_fit(config, progress=False, data=data)
