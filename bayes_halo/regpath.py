@@ -179,7 +179,7 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
                      "cumulative_epochs": done_epochs, **_validation(module, data, settings),
                      "train_seconds": round(result.train_seconds, 2)})
         say(_summary(rows[-1], keeps))
-    choice = {"prior": config.prior.prior, "walk": walk, "ratio": ratio, "target_keep": target_keep,
+    choice = {"prior": config.prior.prior, "groups": config.prior.groups, "walk": walk, "ratio": ratio, "target_keep": target_keep,
               "frontier": frontier(rows, keeps)}
     if target_keep is not None:
         best = choose(rows, target_keep)

@@ -176,3 +176,19 @@ def test_fused_group_steps_are_bit_for_bit_the_autograd_path(name, positivity):
     for key, value in expected.items():
         assert torch.equal(after[key], value), key
     assert not torch.equal(after["net.conv2.weight"], start)
+
+
+def test_compiled_group_update_is_the_eager_update_bit_for_bit():
+    """--compile-update (auto on long runs) with groupings: torch.compile of the same function, float32."""
+    generator = torch.Generator().manual_seed(1)
+    compiled = make_module("group-halo", positivity="abs", generator=generator)
+    eager = copy.deepcopy(compiled)
+    optimizers = {id(compiled): PriorSGD(compiled, 0.05, 0.9, compile=True), id(eager): PriorSGD(eager, 0.05, 0.9)}
+    for _ in range(3):
+        x, y = data(generator)
+        for module in (compiled, eager):
+            optimizers[id(module)].zero_grad()
+            module.likelihood.mean_nll(module(x), y).backward()
+            optimizers[id(module)].step()
+    for (key, value), other in zip(compiled.state_dict().items(), eager.state_dict().values()):
+        assert torch.equal(value, other), key

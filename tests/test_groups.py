@@ -199,3 +199,17 @@ def test_bad_groupings_are_one_line_errors() -> None:
         check_groupings([first], {"a": torch.zeros(3, 3)})
     with pytest.raises(ConfigError, match="example input"):
         build_groupings("unit", build_model("lenet5-caffe", MNIST, 10), prunable_layers(build_model("lenet5", MNIST, 10)))
+
+
+def test_excluded_layers_leave_their_coupled_set_to_the_others_and_tracing_changes_nothing():
+    net, shape = _net("resnet20")
+    x = torch.randn(2, *shape)
+    net.eval()
+    before = net(x)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    groupings = {g.name: g for g in build_groupings("unit", net, prunable_layers(net, exclude=["conv1"]),
+                                                     torch.zeros(1, *shape))}
+    assert torch.equal(net(x), before) and all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    stem = groupings["stages.0.0.conv2:channels"]  # conv1 excluded: the set is named after the next producer
+    assert "conv1.weight" not in stem.tensor_names and "bn1.weight" in stem.tensor_names
+    assert not any(n.startswith("conv1.") for g in groupings.values() for n in g.tensor_names)

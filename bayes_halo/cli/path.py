@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         existing = [name for name in (CSV, CHOICE, PLOT) if (out / name).exists()]
         if existing and not output.overwrite:
             raise ConfigError(f"{out} already holds a path ({', '.join(existing)}); pass `overwrite` or another `out`")
-        result = regularization_path(config, path.grid(config.prior.prior), walk=path.walk, ratio=path.ratio,
+        result = regularization_path(config, path.grid(config.prior.prior_name), walk=path.walk, ratio=path.ratio,
                                      target_keep=path.target_keep, refit=path.refit, refit_epochs=path.refit_epochs,
                                      log=print, progress=output.progress)
         write_outputs(result, out)

@@ -52,7 +52,11 @@ _AXES = {nn.Linear: ("out", "in"), nn.Conv1d: ("out", "in", "k"), nn.Conv2d: ("o
 
 
 def site_dims(module: BayesianModule) -> dict[str, list[str]]:
-    """Dim names of every latent site of ``module.model`` that belongs to a Linear/Conv layer."""
+    """Dim names of every latent site of ``module.model`` that belongs to a Linear/Conv layer or a grouping.
+
+    A grouping ``site`` has dims ``<site>_group`` and ``<site>_entry``; its ``[G]`` hyper-variables
+    and the group-level variables ``<site>_norm`` and ``<site>_small`` share ``<site>_group``.
+    """
     layers = dict(module.net.named_modules())
     dims: dict[str, list[str]] = {}
     for name, param in module.net.named_parameters():
@@ -62,12 +66,17 @@ def site_dims(module: BayesianModule) -> dict[str, list[str]]:
             continue
         prefix = f"{layer_name}_" if layer_name else ""
         dims[name] = [prefix + a for a in (axes if kind == "weight" else axes[:1])][:param.dim()]
+    for site in module.groupings:
+        dims[site] = [f"{site}_group", f"{site}_entry"]
+        dims.update({f"{site}_{suffix}": [f"{site}_group"] for suffix in ("norm", "small")})
     shapes = {name: v.shape for name, v in module.site_values().items()}
     for site in module.sites:
         for hyper in module.hyper(site):
             hyper_name = hyper_site_name(site, hyper)
             if site in dims and shapes[hyper_name] == shapes[site]:
                 dims[hyper_name] = dims[site]
+            elif site in module.groupings and shapes[hyper_name] == shapes[site][:1]:
+                dims[hyper_name] = dims[site][:1]
     return dims
 
 

@@ -7,7 +7,12 @@ Scores for :func:`bayes_halo.pruning.keep_masks` (larger = keep), per prunable w
 * ``snr``: ``|E w| / sd(w)``;
 * ``inclusion``: ``1 - P(|w| < eps | data)``.  From ``S`` draws it takes only ``S + 1`` values, so
   ties are broken by SNR: ``score = inclusion + (2/pi) atan(snr) / (S + 1)``; the tie-breaker is
-  below ``1/S``, the spacing of the inclusion values, so it never reorders distinct ones.
+  below ``1/S``, the spacing of the inclusion values, so it never reorders distinct ones;
+* ``group-inclusion`` (group priors only): ``1 - P(||w_g|| < eps | data)`` of the weight's group
+  (:mod:`.group_posterior`).
+
+With a group prior the per-weight criteria read the prunable tensors from the groupings' draws
+(scattered into the member tensors).
 
 Every mask is evaluated three ways: the MAP network pruned, the posterior-mean network pruned, and
 the posterior predictive averaged over draws with the same mask applied to every draw.
@@ -28,9 +33,28 @@ from ..models.likelihoods import Bernoulli, Categorical
 from ..pruning import keep_masks, pruned_copy
 from ..pruning.masks import By
 from ..training.evaluate import accuracy_of_predictions
+from .group_posterior import group_inclusion_scores, group_shrinkage
 from .shrinkage import WeightShrinkage, weight_shrinkage
 
 CRITERIA = ("map-magnitude", "posterior-magnitude", "snr", "inclusion")
+
+
+def weight_sites(module: BayesianModule) -> tuple[str, ...]:
+    """The tensors the per-weight diagnostics cover: the prior's sites, or with groups the prunable tensors."""
+    return module.prunable if module.groupings else module.sites
+
+
+def module_weight_shrinkage(module: BayesianModule, draws: Mapping[str, Tensor], map_values: Mapping[str, Tensor],
+                            eps: float = 0.05, relative: bool = True) -> dict[str, WeightShrinkage]:
+    """Per-weight diagnostics of :func:`weight_sites` from draws and MAP values keyed by latent site.
+
+    A grouping's draws are scattered into its members; the learned per-weight coefficient only
+    exists without groups.
+    """
+    if not module.groupings:
+        return weight_shrinkage(draws, map_values, module.sites, module.prior, eps, relative)
+    return weight_shrinkage(module.network_values(draws), module.network_values(map_values), weight_sites(module),
+                            None, eps, relative)
 
 
 def criterion_scores(shrinkage: Mapping[str, WeightShrinkage]) -> dict[str, dict[str, Tensor]]:
@@ -61,12 +85,14 @@ def compare_criteria(module_map_values: Mapping[str, Tensor], svi_result: SVIRes
     if not isinstance(module.likelihood, (Categorical, Bernoulli)):
         raise ConfigError(f"pruning accuracy needs a classifier, not a {type(module.likelihood).__name__} likelihood")
     draws = svi_result.sample(num_samples, seed)
-    shrinkage = weight_shrinkage(draws, module_map_values, module.sites, module.prior, eps, relative)
-    scores = criterion_scores(shrinkage)
+    scores = criterion_scores(module_weight_shrinkage(module, draws, module_map_values, eps, relative))
+    if module.groupings:
+        groups = group_shrinkage(draws, module_map_values, module.groupings, eps, relative)
+        scores["group-inclusion"] = group_inclusion_scores(groups, module.groupings, scores["inclusion"])
     nets = {"map": _network(module, module_map_values), "posterior_mean": _network(module, svi_result.mean())}
     rows = []
     for keep in keeps:
-        for criterion in CRITERIA:
+        for criterion in scores:
             masks = keep_masks(scores[criterion], keep, by)
             row = {"keep": keep, "criterion": criterion, "kept_weights": sum(int(m.sum()) for m in masks.values()),
                    "total_weights": sum(m.numel() for m in masks.values())}
@@ -96,8 +122,9 @@ def best_criteria(rows: Sequence[Mapping], metric: str = "accuracy_predictive") 
 
 
 def _network(module: BayesianModule, values: Mapping[str, Tensor]) -> nn.Module:
-    """A copy of ``module.net`` holding ``values`` for its parameters."""
+    """A copy of ``module.net`` holding the site ``values`` for its parameters."""
     net = copy.deepcopy(module.net)
+    network = module.network_values(values)
     for name, param in net.named_parameters():
-        param.copy_(values[name])
+        param.copy_(network[name])
     return net

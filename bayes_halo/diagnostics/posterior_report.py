@@ -6,7 +6,9 @@ prunes by posterior criteria beside MAP magnitude at the same keep fractions, an
 ``posterior`` group holds the draws of the sites in ``keep_draws`` in full (``"all"``: every
 site) and of every other site (weights and hyper-variables alike) ``posterior_entries`` entries,
 evenly spaced along each dim; ``posterior_summary`` holds mean, sd, q05, q95 of every entry;
-``sample_stats`` the -ELBO per step.
+``sample_stats`` the -ELBO per step.  With a group prior it also holds, in full, the draws of each
+grouping's group norms ``<site>_norm`` and of ``<site>_small`` (``||w_g|| < eps``), whose
+posterior-summary mean is ``P(||w_g|| < eps | data)`` per group (:mod:`.group_posterior`).
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from ..pruning import keep_masks, magnitude_scores
 from ..config.sections import PosteriorConfig, PruneConfig
 from .arviz_export import save_inference_data, site_dims, svi_inference_data
 from .plots import plot_accuracy_vs_keep, plot_hyper_histograms, plot_layer_shrinkage, plot_map_vs_posterior
-from .posterior_pruning import best_criteria, compare_criteria
-from .shrinkage import layer_summary, weight_shrinkage
+from .group_posterior import group_posterior_variables, group_shrinkage, group_summary
+from .posterior_pruning import best_criteria, compare_criteria, module_weight_shrinkage, weight_sites
+from .shrinkage import layer_summary
 
 POSTERIOR = "posterior.nc"
 PLOTS = ("shrinkage_forest.png", "map_vs_posterior.png", "lambda_histograms.png", "posterior_accuracy_vs_keep.png")
@@ -45,13 +48,19 @@ def posterior_report(module: BayesianModule, data: ArrayData, config: PosteriorC
     rows = compare_criteria(map_values, svi, x_test, data.y_test, prune.keep,
                             num_samples=config.svi_samples, by=prune.prune_by, seed=seed)
     draws = svi.sample(config.svi_samples, seed=seed)
-    shrinkage = weight_shrinkage(draws, map_values, module.sites, module.prior)
+    shrinkage = module_weight_shrinkage(module, draws, map_values)
+    groups = group_shrinkage(draws, map_values, module.groupings)
     best = best_criteria(rows)
     if out is not None:
-        _write(out, module, svi, draws, map_values, rows, config, prune, seed)
-    return {"method": "svi (mean-field Gaussian from the MAP)", "epochs": config.svi_epochs, "lr": config.svi_lr,
-            "num_samples": config.svi_samples, "neg_elbo_per_epoch": svi.epoch_losses,
-            "layers": layer_summary(shrinkage), "pruning": rows, "best": [{**b, "best": list(b["best"])} for b in best]}
+        _write(out, module, svi, {**draws, **group_posterior_variables(groups)}, map_values, rows, config, prune,
+               seed)
+    section = {"method": "svi (mean-field Gaussian from the MAP)", "epochs": config.svi_epochs, "lr": config.svi_lr,
+               "num_samples": config.svi_samples, "neg_elbo_per_epoch": svi.epoch_losses,
+               "layers": layer_summary(shrinkage), "pruning": rows,
+               "best": [{**b, "best": list(b["best"])} for b in best]}
+    if groups:
+        section["groups"] = group_summary(groups, module.groupings)
+    return section
 
 
 def format_posterior(section: dict[str, Any]) -> str:
@@ -68,16 +77,18 @@ def format_posterior(section: dict[str, Any]) -> str:
 def _write(out: Path, module: BayesianModule, svi, draws, map_values, rows, config: PosteriorConfig,
            prune: PruneConfig, seed: int) -> None:
     """posterior.nc and the four diagnostic plots, each written atomically."""
-    keep = list(draws) if "all" in config.keep_draws else config.keep_draws
+    group_variables = [name for site in module.groupings for name in (f"{site}_norm", f"{site}_small")]
+    keep = list(draws) if "all" in config.keep_draws else [*config.keep_draws, *group_variables]
     idata = svi_inference_data(draws, svi.losses, dims=site_dims(module), keep_draws=keep,
                                max_entries=config.posterior_entries)
     save_inference_data(idata, out / POSTERIOR)
-    weights = {site: draws[site] for site in module.sites}
-    map_weights = {site: map_values[site] for site in module.sites}
+    weight_draws, map_network = module.network_values(draws), module.network_values(map_values)
+    weights = {site: weight_draws[site] for site in weight_sites(module)}
+    map_weights = {site: map_network[site] for site in weight_sites(module)}
     save_figure(out / PLOTS[0], plot_layer_shrinkage({"SVI": weights}, map_weights))
     smallest = min(prune.keep)
     mask = keep_masks(magnitude_scores(map_weights), smallest, by=prune.prune_by)
-    save_figure(out / PLOTS[1], plot_map_vs_posterior(map_weights, svi.mean(), mask))
+    save_figure(out / PLOTS[1], plot_map_vs_posterior(map_weights, module.network_values(svi.mean()), mask))
     key, mean = module.prior.coefficient_of, svi.mean()
     hyper = {module.hyper_names[site][key]: mean[module.hyper_names[site][key]] for site in module.sites} if key else {}
     if hyper:

@@ -75,19 +75,24 @@ class Slices:
         return self.index.shape[1] * math.prod(self.shape) // self.shape[self.dim]
 
     def rows(self, tensor: Tensor) -> Tensor:
-        """``[G, width]``: row ``g`` holds the entries ``index[g]`` along ``dim`` (in index order, then the rest)."""
-        moved = tensor.movedim(self.dim, 0)
+        """``[..., G, width]``: row ``g`` holds the entries ``index[g]`` along ``dim`` (index order, then the rest).
+
+        Leading dims beyond the member's shape (e.g. posterior draws) are kept.
+        """
+        lead = tensor.dim() - len(self.shape)
+        moved = tensor.movedim(lead + self.dim, lead)
         if self._inverse is not None:
-            moved = moved.index_select(0, self._indices(tensor.device)[0])
-        return moved.reshape(self.n_groups, self.width)
+            moved = moved.index_select(lead, self._indices(tensor.device)[0])
+        return moved.reshape(*tensor.shape[:lead], self.n_groups, self.width)
 
     def unrows(self, rows: Tensor) -> Tensor:
-        """Inverse of :meth:`rows`: the member-shaped tensor whose rows are ``rows``."""
+        """Inverse of :meth:`rows`: the member-shaped tensor (with the same leading dims) whose rows are ``rows``."""
+        lead = rows.dim() - 2
         moved_shape = (self.shape[self.dim], *self.shape[:self.dim], *self.shape[self.dim + 1:])
-        moved = rows.reshape(moved_shape)
+        moved = rows.reshape(*rows.shape[:lead], *moved_shape)
         if self._inverse is not None:
-            moved = moved.index_select(0, self._indices(rows.device)[1])
-        return moved.movedim(0, self.dim)
+            moved = moved.index_select(lead, self._indices(rows.device)[1])
+        return moved.movedim(lead, lead + self.dim)
 
     def _indices(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """(flat index, inverse permutation) on ``device``, copied there once."""
@@ -144,18 +149,21 @@ class Grouping:
         return tuple(m.name for m in self.members)
 
     def matrix(self, tensors: Mapping[str, Tensor]) -> Tensor:
-        """``W``, ``[G, d]``: row ``g`` is ``w_g``, the members' slices concatenated (member order)."""
+        """``W``, ``[G, d]``: row ``g`` is ``w_g``, the members' slices concatenated (member order).
+
+        Tensors with leading dims (draws ``[S, *shape]``) give ``[S, G, d]``.
+        """
         rows = [m.rows(tensors[m.name]) for m in self.members]
-        return rows[0] if len(rows) == 1 else torch.cat(rows, dim=1)
+        return rows[0] if len(rows) == 1 else torch.cat(rows, dim=-1)
 
     def scatter(self, matrix: Tensor) -> dict[str, Tensor]:
-        """Member-shaped tensors from a ``[G, d]`` matrix (the inverse of :meth:`matrix`; every entry covered)."""
-        blocks = matrix.split([m.width for m in self.members], dim=1)
+        """Member-shaped tensors from a ``[..., G, d]`` matrix (the inverse of :meth:`matrix`; every entry covered)."""
+        blocks = matrix.split([m.width for m in self.members], dim=-1)
         return {m.name: m.unrows(block) for m, block in zip(self.members, blocks)}
 
     def norms(self, tensors: Mapping[str, Tensor]) -> Tensor:
-        """``||w_g||``, ``[G]``: the Euclidean norm of each group."""
-        return torch.linalg.vector_norm(self.matrix(tensors), dim=1)
+        """``||w_g||``, ``[..., G]``: the Euclidean norm of each group."""
+        return torch.linalg.vector_norm(self.matrix(tensors), dim=-1)
 
 
 def check_groupings(groupings: Sequence[Grouping], tensors: Mapping[str, Tensor]) -> None:

@@ -90,12 +90,13 @@ def _slices(name: str, param: Tensor, pairs: list[tuple[int, int]], n_groups: in
 
 
 def _coupled_groupings(net: nn.Module, example_input: Tensor | None, layers: Mapping[str, nn.Module],
-                       roots: tuple[type, ...], producers: tuple[type, ...], structure: str) -> list[Grouping]:
-    """One grouping per set of coupled output channels whose root layer is a ``roots`` layer in ``layers``.
+                       producers: tuple[type, ...], structure: str) -> list[Grouping]:
+    """One grouping per set of coupled output channels produced by a ``producers`` layer in ``layers``.
 
-    Members: the weight and bias of every producer (a ``producers`` layer in ``layers``, or a
-    BatchNorm) sliced along its output dim, group ``g`` = the entries Torch-Pruning maps to root
-    index ``g``.  The network's output layer (no layer consumes its outputs) is skipped.
+    Members: the weight and bias of every such producer and of every BatchNorm in the set, sliced
+    along the output dim, group ``g`` = the entries Torch-Pruning maps to root index ``g``; the
+    grouping is named after its first producer.  The network's output layer (no layer consumes
+    its outputs) is skipped.
     """
     if example_input is None:
         raise ConfigError(f"`groups` {structure!r} needs an example input to trace the network's channel coupling")
@@ -104,11 +105,7 @@ def _coupled_groupings(net: nn.Module, example_input: Tensor | None, layers: Map
     names = {module: name for name, module in net.named_modules()}
     in_scope = set(layers.values())
     groupings: list[tuple[int, Grouping]] = []
-    seen: set[nn.Module] = set()
-    for group in graph.get_all_groups(root_module_types=list(_CHANNEL_LAYERS)):
-        root = group.items[0].dep.target.module
-        if root in seen:
-            continue
+    for group in graph.get_all_groups(root_module_types=list(_CHANNEL_LAYERS)):  # each coupled set once
         pairs: dict[nn.Module, list[tuple[int, int]]] = {}
         consumed = False
         for item in group.items:
@@ -117,16 +114,15 @@ def _coupled_groupings(net: nn.Module, example_input: Tensor | None, layers: Map
                 consumed |= isinstance(module, _CHANNEL_LAYERS)
             elif module in names:
                 pairs.setdefault(module, []).extend(zip(item.root_idxs, item.idxs))
-        seen.update(pairs)
-        if not consumed or not isinstance(root, roots) or root not in in_scope:
-            continue
-        n_groups = len(group.items[0].idxs)
         kept = sorted((m for m in pairs if (isinstance(m, producers) and m in in_scope) or isinstance(m, _NORMS)),
                       key=order.__getitem__)
+        first = next((m for m in kept if isinstance(m, producers)), None)
+        if not consumed or first is None:
+            continue
+        n_groups = len(group.items[0].idxs)
         members = [_slices(f"{names[module]}.{attr}", getattr(module, attr), pairs[module], n_groups)
                    for module in kept for attr in ("weight", "bias")
                    if isinstance(getattr(module, attr, None), nn.Parameter)]
-        first = next(m for m in kept if isinstance(m, producers))  # names the grouping: its first producer
         conv = isinstance(first, nn.Conv2d)
         groupings.append((order[first], Grouping(f"{names[first]}:{'channels' if conv else 'units'}",
                                                  "channel" if conv else "unit", tuple(members))))
@@ -152,7 +148,7 @@ def unit_structure(net: nn.Module, example_input: Tensor | None, layers: Mapping
     """Conv2d output channels (coupled) + Linear input units (see the module docstring)."""
     channels: list[Grouping] = []
     if any(isinstance(layer, nn.Conv2d) for layer in layers.values()):
-        channels = _coupled_groupings(net, example_input, layers, (nn.Conv2d,), (nn.Conv2d,), "unit")
+        channels = _coupled_groupings(net, example_input, layers, (nn.Conv2d,), "unit")
     return channels + _input_units(layers)
 
 
@@ -161,7 +157,7 @@ def unit_structure(net: nn.Module, example_input: Tensor | None, layers: Mapping
 def out_unit_structure(net: nn.Module, example_input: Tensor | None,
                        layers: Mapping[str, nn.Module]) -> list[Grouping]:
     """Output channels and output units of every in-scope layer but the network's output layer."""
-    return _coupled_groupings(net, example_input, layers, _CHANNEL_LAYERS, _CHANNEL_LAYERS, "out-unit")
+    return _coupled_groupings(net, example_input, layers, _CHANNEL_LAYERS, "out-unit")
 
 
 @register_structure("bn-scale", "Network Slimming: one group per BatchNorm scale (d = 1); weights stay prior-free")

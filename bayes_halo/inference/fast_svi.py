@@ -72,11 +72,13 @@ class MeanFieldGaussian(nn.Module):
         #: each hyper-variable site's transform ``T``
         self.transforms: dict[str, Transform] = {name: biject_to(support).with_cache(1)
                                                  for name, support in module.hyper_support.items()}
-        self.network_sites = tuple(name for name, _ in module.net.named_parameters())
+        values = module.site_values()
+        #: the network's latent sites: its parameters, a grouping's matrix in place of its members
+        self.network_sites = tuple(name for name in values if name not in self.transforms)
         self.prior_constant = _prior_constant(module)
         self.loc = nn.ParameterDict()
         self.rho = nn.ParameterDict()
-        for name, value in module.site_values().items():
+        for name, value in values.items():
             unconstrained = self.transform(name).inv(value)
             self.loc[parameter_dict_key(name)] = nn.Parameter(unconstrained)
             self.rho[parameter_dict_key(name)] = nn.Parameter(_inverse_softplus(torch.full_like(unconstrained, init_scale)))
@@ -134,13 +136,13 @@ class MeanFieldGaussian(nn.Module):
         """One-draw estimate of ``-ELBO`` on the batch ``(x, y)``."""
         module = self.module
         values, log_det, entropy = self.rsample(noise)
-        params = {name: values[name] for name in self.network_sites}
+        params = module.network_values({name: values[name] for name in self.network_sites})
         out = torch.func.functional_call(module.net, params, (x,))
         n = module.n_data
         loss = n * module.likelihood.mean_nll(out, y)
         for site, hyper_names in module.hyper_names.items():
             hyper = {key: values[name] for key, name in hyper_names.items()}
-            loss = loss + n * module.prior.penalty(site, params[site], hyper, n)
+            loss = loss + n * module.prior.penalty(site, values[site], hyper, n)
         return loss + self.prior_constant - log_det - entropy
 
 
@@ -152,8 +154,8 @@ def _prior_constant(module: BayesianModule) -> float:
     """
     n = module.n_data
     total = 0.0
-    for site, weight in module.weights().items():
-        hyper = module.hyper(site)
+    for site in module.sites:
+        weight, hyper = module.site_value(site), module.hyper(site)
         data = {site: weight, **{hyper_site_name(site, key): value for key, value in hyper.items()}}
         trace = poutine.trace(poutine.condition(module.prior.sample, data=data)).get_trace(site, weight, n)
         total += (-trace.log_prob_sum() - n * module.prior.penalty(site, weight, hyper, n)).item()

@@ -200,8 +200,11 @@ def run_nuts(module: BayesianModule, x: Tensor, y: Tensor, num_samples: int = 50
     ``full_mass`` adapts a dense mass matrix (worth it for correlated regressions of a few dozen
     dimensions).  ``num_threads`` sets torch's intra-op threads while sampling (``None`` leaves
     them): on models this small one thread is several times faster than two on a busy machine.
-    Raises ConfigError above :data:`MAX_LATENT_DIMS` latent dimensions.
+    Raises ConfigError above :data:`MAX_LATENT_DIMS` latent dimensions, and for group priors
+    (not supported here: use SVI).
     """
+    if module.groupings and module.prior is not None:
+        raise ConfigError("NUTS does not support group priors yet: use SVI (bayes_halo.inference.svi.fit_svi)")
     dims = latent_dims(module)
     if dims > MAX_LATENT_DIMS:
         raise ConfigError(f"NUTS on {dims} latent dimensions (more than {MAX_LATENT_DIMS}) would take far too "

@@ -105,7 +105,7 @@ class SVIResult:
         See :func:`predictive_probs`; ``masks`` (keep masks by parameter name) zero the same
         weights in every draw.
         """
-        names = [name for name, _ in self.module.net.named_parameters()]
+        names = [name for name in self.module.site_values() if name not in self.module.hyper_support]
         return predictive_probs(self.module, self.sample(num_samples, seed, sites=names), x, masks)
 
     def _parts(self) -> list[nn.Module]:
@@ -152,17 +152,19 @@ def mean_prediction(likelihood: Likelihood, out: Tensor) -> Tensor:
 @torch.no_grad()
 def predictive_probs(module: BayesianModule, draws: Mapping[str, Tensor], x: Tensor,
                      masks: Mapping[str, Tensor] | None = None) -> Tensor:
-    """``(1/S) sum_s E[y | x, theta_s]`` over draws ``{name: (S, *shape)}`` of the network parameters.
+    """``(1/S) sum_s E[y | x, theta_s]`` over draws ``{site: (S, *shape)}`` of the latent sites.
 
-    Works for any source of draws (SVI, NUTS).  ``masks`` multiply the named parameters of
-    every draw (pruning the same weights throughout).
+    Works for any source of draws (SVI, NUTS); a grouping's draws are scattered into its member
+    tensors and hyper-variables are ignored.  ``masks`` multiply the named parameters of every
+    draw (pruning the same weights throughout).
     """
+    network = module.network_values(draws)
     names = [name for name, _ in module.net.named_parameters()]
     masks = masks or {}
     total = None
-    num_samples = len(draws[names[0]])
+    num_samples = len(network[names[0]])
     for s in range(num_samples):
-        params = {name: draws[name][s] * masks[name] if name in masks else draws[name][s] for name in names}
+        params = {name: network[name][s] * masks[name] if name in masks else network[name][s] for name in names}
         out = torch.func.functional_call(module.net, params, (x,))
         probs = mean_prediction(module.likelihood, out)
         total = probs if total is None else total + probs

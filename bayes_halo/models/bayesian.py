@@ -185,6 +185,17 @@ class BayesianModule(nn.Module):
             self.likelihood.observe(out, y)
         return out
 
+    def network_values(self, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Network parameters by name from latent site values (or draws with leading dims): each
+        grouping's matrix scattered into its members, hyper-variables left out."""
+        out: dict[str, Tensor] = {}
+        for name, value in values.items():
+            if name in self.groupings:
+                out.update(self.groupings[name].scatter(value))
+            elif name not in self.hyper_support:
+                out[name] = value
+        return out
+
     def site_values(self) -> dict[str, Tensor]:
         """Current value of every latent site of :meth:`model` (to start a guide here)."""
         members = {name for site in self.sites if site in self.groupings for name in self.groupings[site].tensor_names}

@@ -40,7 +40,7 @@ import torch
 from bayes_halo.atomic import write_text
 from bayes_halo.data import ArrayData, load_dataset
 from bayes_halo.errors import BayesHaloError
-from bayes_halo.config.sections import DataConfig, RunConfig
+from bayes_halo.config.sections import DataConfig, RunConfig, resolved_prior
 from bayes_halo.pipeline import pilot_epochs_used, run_fit
 from bayes_halo.priors import prior_class
 
@@ -90,7 +90,7 @@ def method_settings(study: dict[str, Any], spec: dict[str, Any], point: dict[str
     """Flat run settings of one run, with the budget split: pilot or fine-tuning epochs come out of it."""
     fixed = {k: v for k, v in spec.items() if k not in ("grid", "criteria", "label")}
     settings = {**study.get("common", {}), **fixed, **point}
-    cls = prior_class(settings["prior"])
+    cls = prior_class(resolved_prior(settings["prior"], settings.get("groups", "weight")))
     reserved = settings.get("pilot_epochs", 0) if cls is not None and cls.needs_pilot else 0
     reserved += settings.get("finetune_epochs", 0)
     if reserved >= study["epochs"]:
@@ -130,7 +130,7 @@ def run_job(job: Job, threads: int = 1) -> list[dict[str, Any]]:
     seconds = time.perf_counter() - start
     prune = config.prune
     budget = config.train.epochs + prune.finetune_epochs + pilot_epochs_used(config)
-    common = {"run_id": job.run_id, "config_sha": job.sha, "method": job.method, "prior": config.prior.prior,
+    common = {"run_id": job.run_id, "config_sha": job.sha, "method": job.method, "prior": config.prior.prior_name,
               "xi": config.prior.xi, "psi": config.prior.psi,
               "finetune_lr": prune.finetune_lr if prune.finetune_epochs else None,
               "seed": config.seed, "epochs": config.train.epochs, "pilot_epochs": pilot_epochs_used(config),
