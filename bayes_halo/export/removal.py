@@ -38,7 +38,7 @@ NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 @dataclass
 class Removal:
-    """What the fixed point removed: indices per pass, constants folded, notes on what stayed."""
+    """What the fixed point did: indices removed, constant indices folded, passes, notes on what stayed."""
 
     removed: int = 0
     folded: int = 0
