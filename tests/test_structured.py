@@ -96,3 +96,23 @@ def test_lenet5_caffe_budget_keeps_whole_channels_and_fits():
     c1, c2, h, _ = best["units"]
     assert best["macs"] == c1 * 25 * 576 + c2 * c1 * 25 * 64 + 16 * c2 * h + 10 * h <= 153_000
     assert best["macs"] > 0.9 * 153_000  # the budget is used, not a dead chain of single units
+
+
+def test_structured_sweep_rows_match_keep_counts_and_reports():
+    from bayes_halo.models.bayesian import BayesianModule
+    from bayes_halo.priors import prior_class
+    from bayes_halo.pruning.structured import structured_sweep
+
+    torch.manual_seed(2)
+    net = build_model("lenet300", (1, 28, 28), 10)
+    module = BayesianModule(net, prior_class("group-halo")(xi=2e-4, psi=1e-4), n_data=100, groups="unit",
+                            positivity="abs", example_input=torch.zeros(2, 1, 28, 28))
+    seen = []
+    rows = structured_sweep(module, [0.5, 0.1], "global", lambda m: seen.append(m) or {"test_accuracy": 0.0},
+                            (1, 28, 28))
+    assert [(r["criterion"], r["keep"]) for r in rows] == [("norm", 0.5), ("norm", 0.1), ("coefficient", 0.5),
+                                                           ("coefficient", 0.1)]
+    assert [r["groups_kept"] for r in rows] == [592, 118, 592, 118] and rows[0]["groups_total"] == 1184
+    for row, masked in zip(rows, seen):
+        assert row["units"] == structured_report(masked, (1, 28, 28))["units"]
+        assert row["macs"] == 784 * row["units"][0] + row["units"][0] * row["units"][1] + 10 * row["units"][1]
