@@ -10,9 +10,11 @@ from ..errors import BayesHaloError
 from .options import as_flags, flag_names, parse_or_status
 
 DESCRIPTION = """\
-Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction exactly as fit
-does (same criterion, same global/layer ranking), then ship the network it computes, for any
-architecture (chains, VGG, residual networks):
+Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction of its weights
+exactly as fit does (--keep: same criterion, same global/layer ranking), or, for a run with
+--groups, to a number or fraction of its groups (--keep-units: whole units/channels ranked by
+norm or by group HALO's learned coefficient, the rest zeroed), then ship the network it computes,
+for any architecture (chains, VGG, residual networks):
 
   * every dead channel/unit is removed with Torch-Pruning's dependency graph: an index whose
     producers (Conv2d/Linear rows and biases, BatchNorm entries, every layer added into the same
