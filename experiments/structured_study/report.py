@@ -20,7 +20,7 @@ def table(rows: list[dict[str, str]]) -> str:
     for r in rows:
         runs[(r["method"], r["criterion"])][(r["xi"], r["psi"])].append(r)
     lines = ["| method | criterion | xi, psi (chosen on val) | seeds | units per layer (each seed) | inputs read | "
-             "MACs per example (mean) | test error % (mean +- sd) | dense test error % |",
+             "MACs per example (mean) | test error % (mean +- sd) | same runs unpruned, test error % |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (method, criterion), points in runs.items():
         strengths, chosen = max(points.items(),
