@@ -192,3 +192,31 @@ def test_compiled_group_update_is_the_eager_update_bit_for_bit():
             optimizers[id(module)].step()
     for (key, value), other in zip(compiled.state_dict().items(), eager.state_dict().values()):
         assert torch.equal(value, other), key
+
+
+@pytest.mark.parametrize("model, structure", [("resnet20", "unit"), ("vgg16-bn", "unit"), ("resnet20", "out-unit"),
+                                               ("vgg16-bn", "bn-scale")])
+def test_fused_step_on_a_cifar_network_with_coupled_channels(model, structure):
+    """Residual coupling and BatchNorm entries in the groups: PriorSGD == SGD on the autograd path, bit for bit."""
+    from bayes_halo.models.registry import build_model
+    torch.manual_seed(0)
+    net = build_model(model, (3, 32, 32), 10)
+    fused = BayesianModule(net, GroupHALO(1e-3, 1e-3), 1000, groups=structure,
+                           example_input=torch.zeros(1, 3, 32, 32), positivity="abs")
+    with torch.no_grad():
+        fused.net.get_submodule(next(n for n, m in net.named_modules() if isinstance(m, nn.Conv2d))).weight[0] = 0.0
+    reference = copy.deepcopy(fused)
+    optimizer = PriorSGD(fused, 0.05, 0.9, weight_decay=5e-4)
+    sgd = torch.optim.SGD([{"params": list(reference.network_parameters()), "weight_decay": 5e-4},
+                           {"params": list(reference.hyper_parameters()), "weight_decay": 0.0}], lr=0.05, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        x, y = torch.randn(4, 3, 32, 32, generator=generator), torch.randint(0, 10, (4,), generator=generator)
+        optimizer.zero_grad()
+        fused.likelihood.mean_nll(fused(x), y).backward()
+        optimizer.step()
+        sgd.zero_grad()
+        reference.objective(x, y).backward()
+        sgd.step()
+    for (key, value), other in zip(fused.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(value, other), key

@@ -213,3 +213,10 @@ def test_excluded_layers_leave_their_coupled_set_to_the_others_and_tracing_chang
     stem = groupings["stages.0.0.conv2:channels"]  # conv1 excluded: the set is named after the next producer
     assert "conv1.weight" not in stem.tensor_names and "bn1.weight" in stem.tensor_names
     assert not any(n.startswith("conv1.") for g in groupings.values() for n in g.tensor_names)
+
+
+def test_conv1d_channels_are_groups_too():
+    net = nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6, 3))
+    groupings = _groupings(net, (2, 8), "unit")
+    assert _summary(groupings) == [("0:channels", "channel", 4, 2 * 3 + 1 + 2), ("4:inputs", "input-unit", 24, 3)]
+    check_groupings(groupings, dict(net.named_parameters()))

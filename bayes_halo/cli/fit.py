@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         config = run_config(args, RunConfig())
-        out = Path(output.out or f"runs/{config.prior.prior}-{config.model.model}-{config.data.dataset}"
+        out = Path(output.out or f"runs/{config.prior.prior_name}-{config.model.model}-{config.data.dataset}"
                    f"-seed{config.seed}")
         check_out_dir(out)
         state["out"] = str(out)

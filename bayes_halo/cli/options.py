@@ -113,7 +113,7 @@ def run_config(args: argparse.Namespace, base: RunConfig) -> RunConfig:
              if not dataclasses.is_dataclass(value)}
     config = config.replace(**flags)
     if chosen is not None:  # what only the run's prior takes, unless given
-        extra = recipe(chosen).by_prior.get(config.prior.prior, {})
+        extra = recipe(chosen).by_prior.get(config.prior.prior_name, {})
         config = config.replace(**{k: v for k, v in extra.items() if k not in flags and k not in explicit})
     return config
 

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = run_config(args, RunConfig.from_flat(**PATH_BASE))
         if path.walk == "ray" and "psi" in given(args, type(config.prior)):
             raise ConfigError("`walk` ray sets psi = `ratio` * xi; drop `psi`")
-        out = Path(output.out or f"runs/path-{config.prior.prior}-{config.model.model}-{config.data.dataset}-"
+        out = Path(output.out or f"runs/path-{config.prior.prior_name}-{config.model.model}-{config.data.dataset}-"
                    f"seed{config.seed}")
         check_out_dir(out)
         existing = [name for name in (CSV, CHOICE, PLOT) if (out / name).exists()]

@@ -6,7 +6,7 @@ whose weights a grouping may cover.  Channel coupling comes from Torch-Pruning's
 (:mod:`bayes_halo.groups.graph`), traced once on ``example_input``.
 
 * ``weight``: no groupings; the per-weight priors (the default).
-* ``unit`` (Bayesian Compression's structure): every Conv2d's output channels, each group being
+* ``unit`` (Bayesian Compression's structure): every convolution's output channels, each group being
   the channel's filter with its bias and BatchNorm weight and bias entries; channels coupled by a
   residual sum form ONE grouping over all their producers (``"conv1:channels"`` of a ResNet holds
   the stem and every block's last convolution and BatchNorm of the stage); and every Linear
@@ -35,8 +35,9 @@ from ..registry import Registry
 from .graph import dependency_graph
 from .grouping import Grouping, Slices, along
 
-_CHANNEL_LAYERS = (nn.Conv2d, nn.Linear)
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CHANNEL_LAYERS = (*_CONVS, nn.Linear)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 Builder = Callable[[nn.Module, Tensor | None, Mapping[str, nn.Module]], list[Grouping]]
 
 
@@ -123,7 +124,7 @@ def _coupled_groupings(net: nn.Module, example_input: Tensor | None, layers: Map
         members = [_slices(f"{names[module]}.{attr}", getattr(module, attr), pairs[module], n_groups)
                    for module in kept for attr in ("weight", "bias")
                    if isinstance(getattr(module, attr, None), nn.Parameter)]
-        conv = isinstance(first, nn.Conv2d)
+        conv = isinstance(first, _CONVS)
         groupings.append((order[first], Grouping(f"{names[first]}:{'channels' if conv else 'units'}",
                                                  "channel" if conv else "unit", tuple(members))))
     return [grouping for _, grouping in sorted(groupings, key=lambda pair: pair[0])]
@@ -145,10 +146,10 @@ def weight_structure(net: nn.Module, example_input: Tensor | None, layers: Mappi
                     "BatchNorm entries; channels coupled by residual sums as one group over all producers) and "
                     "each Linear layer's input units (weight columns)")
 def unit_structure(net: nn.Module, example_input: Tensor | None, layers: Mapping[str, nn.Module]) -> list[Grouping]:
-    """Conv2d output channels (coupled) + Linear input units (see the module docstring)."""
+    """Convolution output channels (coupled) + Linear input units (see the module docstring)."""
     channels: list[Grouping] = []
-    if any(isinstance(layer, nn.Conv2d) for layer in layers.values()):
-        channels = _coupled_groupings(net, example_input, layers, (nn.Conv2d,), "unit")
+    if any(isinstance(layer, _CONVS) for layer in layers.values()):
+        channels = _coupled_groupings(net, example_input, layers, _CONVS, "unit")
     return channels + _input_units(layers)
 
 
