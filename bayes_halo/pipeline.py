@@ -30,6 +30,7 @@ from .models.bayesian import BayesianModule
 from .priors import Prior
 from .pruning import apply_masks, remove_masks
 from .pruning.plot import plot_accuracy_vs_keep
+from .pruning.structured import structured_sweep
 from .pruning.sweep import prune_sweep, pruning_criteria
 from .training.checkpoint import load_checkpoint, save_checkpoint
 from .training.evaluate import split_accuracy
@@ -191,11 +192,14 @@ def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, tra
     for row in rows:
         row.update(scope=prune.prune_scope, by=prune.prune_by,
                    finetune_epochs=prune.finetune_epochs if row["criterion"].endswith("finetune") else 0)
-    return {"prior": config.prior.prior, "groups": config.prior.groups, "model": config.model.model,
-            "dataset": config.data.dataset,
-            "epochs": config.train.epochs, "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,
-            "train_seconds": train_seconds, "n_train": data.n_train, "data_source": data.source,
-            "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
+    metrics = {"prior": config.prior.prior, "groups": config.prior.groups, "model": config.model.model,
+               "dataset": config.data.dataset,
+               "epochs": config.train.epochs, "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,
+               "train_seconds": train_seconds, "n_train": data.n_train, "data_source": data.source,
+               "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
+    if module.groupings:  # whole groups by norm and learned coefficient, measured after physical removal
+        metrics["structured"] = structured_sweep(module, prune.keep, prune.prune_by, evaluate, data.input_shape)
+    return metrics
 
 
 def finetune(net: nn.Module, masks, data: ArrayData, config: RunConfig, progress: bool = False) -> nn.Module:

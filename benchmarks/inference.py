@@ -9,9 +9,8 @@ For each (run, keep fraction) the variants are
 * ``masked``: the same network pruned as ``fit`` prunes it (zeros in the weights, same shapes);
 * ``masked-hooks``: pruned with ``torch.nn.utils.prune`` hooks still attached (what a user of
   torch's pruning utilities runs: ``weight = weight_orig * mask`` on every call);
-* ``export``: the file written by ``python -m bayes_halo.export``, loaded with ``load_export``;
-* ``export-jit``: ``load_export(..., jit=True)``, scripted and frozen with TorchScript (less
-  per-call Python overhead).
+* ``export``: the file written by ``python -m bayes_halo.export`` (a ``torch.export`` program),
+  loaded with ``load_export``.
 
 Every variant runs at batch 1 and batch 1000 on the same inputs; variants are interleaved in
 rounds (A, B, C, ... A, B, C, ...) so that load from other processes hits them alike, and each
@@ -50,14 +49,13 @@ def variants(run_dir: Path, keep: float, workdir: Path) -> tuple[dict[str, nn.Mo
     dense = run.module.net.eval()
     hooked = copy.deepcopy(dense)
     apply_masks(hooked, masks)
-    out = workdir / f"{run_dir.name}-{keep:g}.pt"
+    out = workdir / f"{run_dir.name}-{keep:g}.pt2"
     report = export_run(run_dir, keep, out=out, report=out.with_suffix(".json"), evaluate=False)
     small = load_export(out)
-    jit = load_export(out, jit=True)
     dense.requires_grad_(False)
     hooked.eval().requires_grad_(False)
     return {"dense": dense, "masked": pruned_copy(dense, masks).eval(), "masked-hooks": hooked,
-            "export": small, "export-jit": jit}, report
+            "export": small}, report
 
 
 def time_calls(net: Callable, x: torch.Tensor, calls: int) -> float:
@@ -83,9 +81,8 @@ def main() -> None:
             for keep in map(float, keeps):
                 nets, report = variants(Path(run_dir), keep, Path(tmp))
                 print(f"\n{report['model']} ({run_dir}) at {100 * keep:g} % kept: {report['architecture_before']} -> "
-                      f"{report['architecture_after']}, export {report['export_bytes']:,} B = "
-                      f"{100 * report['export_fraction_of_dense']:.2f} % of the dense weights' "
-                      f"{report['dense_weights_bytes']:,} B")
+                      f"{report['architecture_after']}, multiply-adds {report['macs_ratio']:.2f}x fewer, "
+                      f"export {report['export_bytes']:,} B")
                 benchmark(nets, tuple(report["input_shape"]), args.rounds, args.seconds)
 
 
@@ -96,7 +93,7 @@ def benchmark(nets: dict[str, Callable], input_shape: tuple[int, ...], rounds: i
     rows = {name: [] for name in nets}
     for batch in BATCHES:
         x = torch.rand(batch, *input_shape)
-        for net in nets.values():  # warm up: TorchScript specialises on the first calls of each shape
+        for net in nets.values():  # warm up
             time_calls(net, x, 20)
         calls = {name: max(1, int(seconds / max(time_calls(net, x, 5), 1e-7))) for name, net in nets.items()}
         times = {name: [] for name in nets}

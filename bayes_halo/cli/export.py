@@ -10,37 +10,36 @@ from ..errors import BayesHaloError
 from .options import as_flags, flag_names, parse_or_status
 
 DESCRIPTION = """\
-Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction exactly as fit
-does (same criterion, same global/layer ranking), then ship the network it computes:
+Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction of its weights
+exactly as fit does (--keep: same criterion, same global/layer ranking), or, for a run with
+--groups, to a number or fraction of its groups (--keep-units: whole units/channels ranked by
+norm or by group HALO's learned coefficient, the rest zeroed), then ship the network it computes,
+for any architecture (chains, VGG, residual networks):
 
-  * every dead hidden unit (Linear output, Conv2d output channel) is removed: units with no kept
-    outgoing weight, and constant units (no kept incoming weight except from constant units),
-    whose constant output is folded into the next layer's bias, so the function is unchanged;
-    the inputs the network never reads are dropped by a gather in front of the first layer;
-  * each remaining tensor is stored dense, CSR or bitmask + values, whichever is smallest; the
-    prior's lambdas and the optimiser state are dropped;
-  * BatchNorm right after a Linear/Conv2d is folded into it; any other BatchNorm is kept.
+  * every dead channel/unit is removed with Torch-Pruning's dependency graph: an index whose
+    producers (Conv2d/Linear rows and biases, BatchNorm entries, every layer added into the same
+    residual sum) all emit exactly 0, or whose consumers all read it with weight 0; an index whose
+    producer weights are 0 but whose bias/BatchNorm shift is not is a constant, folded into the
+    consumers' biases where that is exact (no padding); repeated to a fixed point; the network's
+    inputs and outputs are never touched;
+  * the result is a torch.export program (.pt2): it loads with torch alone.
 
-Supported networks: a single chain of Linear, Conv2d, ReLU-type activations, pooling,
-BatchNorm, flatten(1), Dropout (the LeNets).  Branching networks (residual connections) stop
-with an error.
-
-Load the result with one call (bayes_halo/export/loader.py imports only torch):
-  from bayes_halo.export import load_export;  net = load_export("small.pt")
+Load the result:
+  import torch;  net = torch.export.load("small.pt2").module();  logits = net(images)
 """
 
 EPILOG = """\
 prints and writes to export.json (beside --out, or --report): the architecture before and
-after (units per layer, inputs first), weights and non-zeros before and after, bytes of the
-dense weights (torch.save of the state_dict) and of the export, and test accuracy of the masked
-network and of the export loaded back from disk, with the number of test examples whose
-prediction differs (0 expected).
+after (the input width, then the units of each Conv2d/Linear), parameters and multiply-adds per
+example before and after, per-layer units, and test accuracy of the masked network and of the
+export loaded back from disk, with the number of test examples whose prediction differs (0
+expected) and the largest logit difference.
 
 examples:
-  python -m bayes_halo.export experiments/default_run/run --keep 0.01 --out small.pt
+  python -m bayes_halo.export experiments/default_run/run --keep 0.01 --out small.pt2
   python -m bayes_halo.export runs/my-run --keep 0.02 --criterion halo-coefficient --onnx small.onnx
-exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --criterion) or a network export
-cannot shrink.
+  python -m bayes_halo.export runs/group-halo-run --keep-units 0.1 --criterion coefficient
+exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --keep-units, --criterion).
 """
 
 
@@ -51,16 +50,37 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _units(text: str) -> int | float:
+    """``--keep-units``: an integer count of groups, or a fraction in (0, 1]."""
+    try:
+        value: int | float = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"a fraction must be in (0, 1], got {text}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive count, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.export``."""
     parser = _OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION, epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run (holds model.pt and config.json)")
-    parser.add_argument("--keep", type=float, required=True, help="fraction of the prunable weights kept, in (0, 1]")
-    parser.add_argument("--criterion", default="magnitude",
-                        help="pruning criterion, as in the run's metrics.json: magnitude (default) or, "
-                             "for HALO runs, halo-coefficient")
-    parser.add_argument("--out", help="export file (default: RUN_DIR/small.pt)")
+    kept = parser.add_mutually_exclusive_group(required=True)
+    kept.add_argument("--keep", type=float, help="fraction of the prunable weights kept, in (0, 1]")
+    kept.add_argument("--keep-units", type=_units, metavar="N_OR_FRACTION",
+                      help="a run with --groups: keep this many groups (an integer) or this fraction of them "
+                           "(e.g. 0.1), ranked over all groupings (the run's --prune-by), the rest zeroed")
+    parser.add_argument("--criterion",
+                        help="pruning criterion: with --keep magnitude (default) or, for HALO runs, "
+                             "halo-coefficient; with --keep-units norm (size-normalised group norm, default) "
+                             "or coefficient (the learned xi/lambda_g^2 of group HALO)")
+    parser.add_argument("--out", help="export file, a torch.export program (default: RUN_DIR/small.pt2)")
     parser.add_argument("--report", help="JSON report (default: export.json beside --out)")
     parser.add_argument("--onnx", nargs="?", const="", metavar="PATH",
                         help="also write an ONNX file (default path: --out with suffix .onnx); checked "
@@ -73,12 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_report(report: dict[str, Any]) -> str:
     """The printed summary of an export."""
-    lines = [f"{report['model']} at {100 * report['keep']:g} % kept ({report['criterion']}, {report['by']}): "
-             f"{report['architecture_before']} -> {report['architecture_after']}",
-             f"weights {report['weights_before']:,} ({report['nonzero_before']:,} non-zero) -> "
-             f"{report['weights_after']:,} ({report['nonzero_after']:,} non-zero)",
-             f"bytes: dense weights {report['dense_weights_bytes']:,} (model.pt {report['model_pt_bytes']:,}) -> "
-             f"export {report['export_bytes']:,} ({100 * report['export_fraction_of_dense']:.2f} % of dense)"]
+    pruned = (f"{100 * report['keep']:g} % kept ({report['criterion']}, {report['by']})" if "criterion" in report
+              else f"{report['groups_kept']} of {report['groups_total']} groups kept "
+                   f"({report['rank_by']}, {report['by']})")
+    lines = [f"{report['model']} at {pruned}: {report['architecture_before']} -> {report['architecture_after']}",
+             f"parameters {report['parameters_before']:,} -> {report['parameters_after']:,}; multiply-adds per "
+             f"example {report['macs_before']:,} -> {report['macs_after']:,} ({report['macs_ratio']:.2f}x fewer)"]
     lines += [f"note: {note}" for note in report["notes"]]
     if "test" in report:
         t = report["test"]
@@ -88,8 +108,8 @@ def format_report(report: dict[str, Any]) -> str:
         if "onnx_predictions_differ" in t:
             lines.append(f"onnx (onnxruntime): predictions differ from the masked network's on "
                          f"{t['onnx_predictions_differ']} of {t['examples']:,}")
-    lines.append(f"wrote {report['export']}" + (f", {report['onnx']}" if "onnx" in report else "")
-                 + f" and {report['report']}")
+    lines.append(f"wrote {report['export']} ({report['export_bytes']:,} bytes)"
+                 + (f", {report['onnx']}" if "onnx" in report else "") + f" and {report['report']}")
     return "\n".join(lines)
 
 
@@ -103,10 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     onnx = args.onnx
     if onnx == "":
-        onnx = str(args.out or f"{args.run_dir}/small.pt").rsplit(".", 1)[0] + ".onnx"
+        onnx = str(args.out or f"{args.run_dir}/small.pt2").rsplit(".", 1)[0] + ".onnx"
     try:
         report = export_run(args.run_dir, args.keep, args.criterion, out=args.out, report=args.report, onnx=onnx,
-                            data_dir=args.data_dir, evaluate=args.evaluate)
+                            data_dir=args.data_dir, evaluate=args.evaluate, keep_units=args.keep_units)
     except BayesHaloError as err:
         print(f"{parser.prog}: error: {as_flags(err, flag_names(parser))}", file=sys.stderr)
         return 2

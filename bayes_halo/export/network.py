@@ -1,45 +1,74 @@
-"""A pruned network as the smaller network it computes: trace, fold BatchNorm, shrink, store."""
+"""A pruned network as the smaller network it computes: remove dead units, count, check, serialise.
+
+The file is a ``torch.export`` program (``.pt2``): ``torch.export.load(path).module()`` runs it
+with torch alone (no bayes_halo, no model class), batch size free.
+"""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from .chain import trace_chain
-from .loader import FORMAT, build_network
-from .shrink import ShrinkReport, fold_batchnorm, shrink
-from .storage import layer_spec, stored_bytes
+from ..atomic import atomic_write
+from ..errors import ConfigError
+from .cost import costs
+from .removal import Removal, remove_dead_units
+
+TOLERANCE = 1e-4
 
 
 @dataclass
 class ExportedNetwork:
-    """The shrunk chain, the file contents that rebuild it, and what shrinking did."""
+    """The shrunk network (same class as the input, smaller layers), its costs before/after, the removal."""
 
-    network: nn.Sequential
-    state: dict[str, Any]
-    report: ShrinkReport
+    network: nn.Module
+    before: dict[str, Any]
+    after: dict[str, Any]
+    removal: Removal
+    input_shape: tuple[int, ...]
 
-    def tensor_bytes(self) -> int:
-        """Bytes of every stored tensor (the file adds its container's overhead)."""
-        return sum(stored_bytes(t) for spec in self.state["layers"] for t in spec.get("tensors", {}).values())
+    def program(self) -> torch.export.ExportedProgram:
+        """The network as a ``torch.export`` program with a dynamic batch dimension."""
+        example = torch.zeros(2, *self.input_shape, dtype=_dtype(self.network), device=_device(self.network))
+        return torch.export.export(self.network, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
 
-    def layouts(self) -> dict[str, str]:
-        """``{"<layer>.<tensor>": layout}`` as stored."""
-        return {f"{name}.{t}": stored["layout"] for name, spec in zip(self.state["names"], self.state["layers"])
-                for t, stored in spec.get("tensors", {}).items()}
+    def save(self, path: str | Path) -> Path:
+        """Write the ``.pt2`` file atomically."""
+        program = self.program()
+        return atomic_write(path, lambda f: torch.export.save(program, f))
 
 
-def export_network(net: nn.Module, input_shape: tuple[int, ...], meta: dict[str, Any] | None = None) -> ExportedNetwork:
-    """``net`` (pruned weights already zero) without its dead units, each tensor in its smallest layout.
+def export_network(net: nn.Module, input_shape: tuple[int, ...]) -> ExportedNetwork:
+    """A copy of ``net`` (pruned entries already exactly zero) without its dead units, checked on random input.
 
-    The result computes the same function as ``net`` in eval mode (up to float rounding in the
-    folded biases); ``state`` is what :func:`bayes_halo.export.loader.load_export` reads.
+    Raises ConfigError when the shrunk copy's outputs differ from ``net``'s by more than
+    ``TOLERANCE * (1 + max |output|)`` (an operation that maps 0 to non-zero between layers).
     """
-    names, layers = trace_chain(net)
-    names, layers, bn_notes = fold_batchnorm(names, layers)
-    names, layers, report = shrink(names, layers, tuple(input_shape))
-    report.notes[:0] = bn_notes
-    state = {"format": FORMAT, "input_shape": list(input_shape), "names": names,
-             "layers": [layer_spec(layer) for layer in layers], "meta": dict(meta or {})}
-    return ExportedNetwork(build_network(state), state, report)
+    net = net.eval()
+    example = torch.randn(2, *input_shape, dtype=_dtype(net), device=_device(net))
+    small = copy.deepcopy(net)
+    before = costs(net, example)
+    removal = remove_dead_units(small, example)
+    after = costs(small, example)
+    probe = torch.randn(16, *input_shape, dtype=example.dtype, device=example.device)
+    with torch.no_grad():
+        expected, got = net(probe), small(probe)
+    gap = float((expected - got).abs().max())
+    if not gap <= TOLERANCE * (1 + float(expected.abs().max())):
+        raise ConfigError(f"export: removing dead units of {type(net).__name__} changed its outputs by {gap:.3g}; "
+                          "an operation between its layers maps 0 to non-zero")
+    return ExportedNetwork(small, before, after, removal, tuple(input_shape))
+
+
+def _dtype(net: nn.Module) -> torch.dtype:
+    return next(net.parameters()).dtype
+
+
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
