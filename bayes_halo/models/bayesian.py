@@ -226,7 +226,8 @@ class BayesianModule(nn.Module):
         """The (pruned) network as the smaller network it computes, for inputs of one example's ``input_shape``.
 
         Returns :class:`~bayes_halo.export.network.ExportedNetwork`: ``.network`` runs it,
-        ``torch.save(exported.state, path)`` stores it, :func:`bayes_halo.export.load_export` reads it.
+        ``.save(path)`` writes a ``torch.export`` program (``.pt2``) that
+        :func:`bayes_halo.export.load_export` (or ``torch.export.load(path).module()``) reads.
         """
         import copy
 
