@@ -42,7 +42,7 @@ from bayes_halo.data import ArrayData, load_dataset
 from bayes_halo.errors import BayesHaloError
 from bayes_halo.config.sections import DataConfig, RunConfig
 from bayes_halo.pipeline import pilot_epochs_used, run_fit
-from bayes_halo.priors import prior_class
+from bayes_halo.config.priors import needs_pilot
 
 import executors
 import report
@@ -90,8 +90,7 @@ def method_settings(study: dict[str, Any], spec: dict[str, Any], point: dict[str
     """Flat run settings of one run, with the budget split: pilot or fine-tuning epochs come out of it."""
     fixed = {k: v for k, v in spec.items() if k not in ("grid", "criteria", "label")}
     settings = {**study.get("common", {}), **fixed, **point}
-    cls = prior_class(settings["prior"])
-    reserved = settings.get("pilot_epochs", 0) if cls is not None and cls.needs_pilot else 0
+    reserved = settings.get("pilot_epochs", 0) if needs_pilot(settings["prior"]) else 0
     reserved += settings.get("finetune_epochs", 0)
     if reserved >= study["epochs"]:
         raise SystemExit(f"run.py: error: pilot/fine-tuning epochs {reserved} leave no training in a "
