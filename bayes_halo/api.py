@@ -1,6 +1,6 @@
 """The own-loop entry point: put a prior on any ``nn.Module`` and train it with your loop and optimiser.
 
-    model = bayes_halo.attach(net, bayes_halo.HALO(xi=1e-3, psi=2e-3), n_data=len(train_set))
+    model = bayes_halo.attach(net, bayes_halo.HALO(xi=5e-5, psi=1e-4), n_data=len(train_set))
     model.attach_optimizer(optimizer)          # the prior's step inside every optimizer.step()
     ...                                        # your loop: loss = F.cross_entropy(model(x), y) ...
     model.prune(keep=0.05)                     # exact zeros, in place

@@ -1,6 +1,6 @@
 """HALO inside ``lightning.Trainer.fit``: a callback that attaches the prior and applies its step.
 
-    trainer = lightning.Trainer(callbacks=[HaloCallback(bayes_halo.HALO(xi=1e-3, psi=2e-3), n_data=60_000)])
+    trainer = lightning.Trainer(callbacks=[HaloCallback(bayes_halo.HALO(xi=5e-5, psi=1e-4), n_data=60_000)])
     trainer.fit(lit_module, train_loader)     # training_step returns the likelihood's loss alone
     model = trainer.callbacks[0].model        # the BayesianModule: prune, export, hyper-variables
 

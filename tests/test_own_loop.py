@@ -167,11 +167,12 @@ def test_prune_export_and_state_dict_round_trip(tmp_path):
 
 def test_auto_method_is_coupled_for_sgd_and_the_measured_default_for_adaptive_optimisers():
     from bayes_halo.training.prior_step import ADAPTIVE_DEFAULT
-    for optimizer, expected in ((torch.optim.SGD, ("coupled", "optimizer")), (torch.optim.AdamW, ADAPTIVE_DEFAULT),
+    for optimizer, expected in ((torch.optim.SGD, "coupled"), (torch.optim.AdamW, ADAPTIVE_DEFAULT),
                                 (torch.optim.Adam, ADAPTIVE_DEFAULT)):
         model = randomized()
-        step = model.attach_optimizer(optimizer(model.net.parameters(), lr=0.1))
-        assert (step.method, step.hyper) == expected
+        assert model.attach_optimizer(optimizer(model.net.parameters(), lr=0.1)).method == expected
+    model = randomized()  # the proximal step profiles HALO's lambdas unless told otherwise
+    assert model.attach_optimizer(torch.optim.Adam(model.net.parameters()), method="proximal").hyper == "profile"
 
 
 def test_bad_prior_step_settings_are_refused():
@@ -184,3 +185,53 @@ def test_bad_prior_step_settings_are_refused():
         model.attach_optimizer(torch.optim.AdamW(model.parameters(), weight_decay=0.01))
     with pytest.raises(ConfigError, match="does not hold"):
         model.attach_optimizer(torch.optim.Adam(model.net[2].parameters()))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_two_ddp_ranks_equal_one_process(optimizer, tmp_path):
+    """DDP on the network, the prior step on every rank: the same module as one process on whole batches,
+    and every rank holds bit-identical weights and lambdas."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])}
+    worker = str(tests / "ddp_own_loop_worker.py")
+    for command in ([sys.executable, worker, str(tmp_path / "one"), optimizer],
+                    [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", worker,
+                     str(tmp_path / "two"), optimizer]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    one, rank0, rank1 = (torch.load(tmp_path / name) for name in ("one.rank0", "two.rank0", "two.rank1"))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    for key, value in one.items():
+        torch.testing.assert_close(rank0[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_scaler_and_gradient_accumulation_apply_the_prior_once_per_step(float64):
+    """GradScaler (unscaled before the step's hooks) and two accumulated half-batches == the plain step."""
+    reference, scaled, accumulated = randomized(), randomized(), randomized()
+    optimizers = {}
+    for model in (reference, scaled, accumulated):
+        optimizers[id(model)] = torch.optim.AdamW(model.net.parameters(), lr=0.01)
+        model.attach_optimizer(optimizers[id(model)])
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    for x, y in batches():
+        loss = reference.likelihood.mean_nll(reference(x), y)
+        optimizers[id(reference)].zero_grad()
+        loss.backward()
+        optimizers[id(reference)].step()
+        optimizers[id(scaled)].zero_grad()
+        scaler.scale(scaled.likelihood.mean_nll(scaled(x), y)).backward()
+        scaler.step(optimizers[id(scaled)])
+        scaler.update()
+        optimizers[id(accumulated)].zero_grad()
+        for half in (slice(0, B // 2), slice(B // 2, B)):
+            (accumulated.likelihood.mean_nll(accumulated(x[half]), y[half]) / 2).backward()
+        optimizers[id(accumulated)].step()
+    for model in (scaled, accumulated):
+        for site, value in reference.site_values().items():
+            torch.testing.assert_close(model.site_values()[site], value, rtol=1e-10, atol=1e-12)

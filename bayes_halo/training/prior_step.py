@@ -55,23 +55,27 @@ from ..priors import Prior
 
 METHODS = ("auto", "coupled", "decoupled", "proximal")
 HYPER = ("auto", "optimizer", "profile")
-#: (method, hyper) that "auto" picks for optimisers other than torch.optim.SGD: the best validation
-#: accuracy after pruning among the measured options (experiments/own_loop/README.md)
-ADAPTIVE_DEFAULT = ("coupled", "optimizer")
+#: the method "auto" picks for optimisers other than torch.optim.SGD: the best validation accuracy
+#: after pruning among the measured options (experiments/own_loop/README.md)
+ADAPTIVE_DEFAULT = "coupled"
 
 #: one prior-carrying weight of the proximal update: (site, w, raw hyper-variables by key)
 ProxSite = tuple[str, Tensor, dict[str, Tensor]]
 
 
-def resolve(method: str, hyper: str, optimizer: torch.optim.Optimizer) -> tuple[str, str]:
-    """``(method, hyper)`` with ``"auto"`` resolved for ``optimizer``."""
+def resolve(method: str, hyper: str, optimizer: torch.optim.Optimizer, profiled: bool) -> tuple[str, str]:
+    """``(method, hyper)`` with ``"auto"`` resolved for ``optimizer``.
+
+    ``hyper="auto"``: ``"profile"`` for the proximal step when every site has a closed-form profile
+    (``profiled``; with AdamW-stepped lambdas the proximal step diverged), else ``"optimizer"``.
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown prior-step `method` {method!r}; choose one of {', '.join(METHODS)}")
     if hyper not in HYPER:
         raise ConfigError(f"unknown prior-step `hyper` {hyper!r}; choose one of {', '.join(HYPER)}")
     adaptive = type(optimizer) is not torch.optim.SGD
-    method = method if method != "auto" else ADAPTIVE_DEFAULT[0] if adaptive else "coupled"
-    hyper = hyper if hyper != "auto" else ADAPTIVE_DEFAULT[1] if method == "proximal" else "optimizer"
+    method = method if method != "auto" else ADAPTIVE_DEFAULT if adaptive else "coupled"
+    hyper = hyper if hyper != "auto" else "profile" if method == "proximal" and profiled else "optimizer"
     if hyper == "profile" and method != "proximal":
         raise ConfigError("`hyper='profile'` goes with the proximal step only")
     return method, hyper
@@ -107,12 +111,12 @@ class PriorStep:
     def __init__(self, module, optimizer: torch.optim.Optimizer, method: str = "auto", hyper: str = "auto",
                  hyper_lr: float | None = None, compile: bool = False, before_hook: bool = True) -> None:
         self.module, self.optimizer = module, optimizer
-        self.method, self.hyper = resolve(method, hyper, optimizer)
-        prior = module.prior
+        prior, weights = module.prior, module.weights()
+        missing = [site for site in module.sites if not has_proximal(prior.at(site))
+                   or (module.hyper_names[site] and prior.at(site).profile(site, weights[site].detach()) is None)]
+        self.method, self.hyper = resolve(method, hyper, optimizer, profiled=not missing)
         self._proximal = [site for site in module.sites if self.method == "proximal" and has_proximal(prior.at(site))]
         if self.hyper == "profile":
-            missing = [site for site in module.sites if site not in self._proximal
-                       or (module.hyper_names[site] and prior.at(site).profile(site, module.weights()[site]) is None)]
             if missing:
                 raise ConfigError(f"the prior has no closed-form proximal map or profile on {missing}: "
                                   "use hyper='optimizer'")
