@@ -124,8 +124,11 @@ class Transformer(nn.Module):
             x = block(x)
         return x
 
-    def bayes_halo_groupings(self, structure: str):
-        """Heads and MLP units of every block as groupings for ``structure="unit"``; None (the default) otherwise."""
+    def bayes_halo_groupings(self, structure: str) -> list | None:
+        """Groupings ``blocks.<l>.attn:heads`` and ``blocks.<l>.mlp:units`` for ``structure="unit"``; else None.
+
+        None lets the structure's own builder decide (``weight``: per-weight priors).
+        """
         if structure != "unit":
             return None
         from ..groups import attention_heads, mlp_units  # the group machinery (branch `groups`)
@@ -133,10 +136,10 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks):
             prefix = f"blocks.{i}"
             if block.attn.n_heads:
-                groupings.append(attention_heads(f"{prefix}.attn", *(f"{prefix}.attn.{p}" for p in "qkv"),
+                groupings.append(attention_heads(self, f"{prefix}.attn", *(f"{prefix}.attn.{p}" for p in "qkv"),
                                                  f"{prefix}.attn.out", block.attn.n_heads))
             if block.mlp.fc1.out_features:
-                groupings.append(mlp_units(f"{prefix}.mlp", f"{prefix}.mlp.fc1", f"{prefix}.mlp.fc2"))
+                groupings.append(mlp_units(self, f"{prefix}.mlp", f"{prefix}.mlp.fc1", f"{prefix}.mlp.fc2"))
         return groupings
 
     def alive(self) -> tuple[list[Tensor], list[Tensor]]:
