@@ -71,7 +71,7 @@ def load_data(config: RunConfig) -> ArrayData:
 
 def build_prior(config: RunConfig, pilot: Pilot | None = None) -> Prior | None:
     """The prior the config names, built by its class from the config (and the pilot weights if it needs them)."""
-    cls = prior_class(config.prior.prior)
+    cls = prior_class(config.prior.prior_name)
     if cls is None:
         return None
     return cls.from_config(config.prior, pilot.weights if pilot is not None else None)
@@ -79,15 +79,17 @@ def build_prior(config: RunConfig, pilot: Pilot | None = None) -> Prior | None:
 
 def build_module(config: RunConfig, input_shape: tuple[int, ...], n_classes: int, n_data: int,
                  pilot: Pilot | None = None, task: Task = TASKS["classification"]) -> BayesianModule:
-    """A freshly initialised network (seeded) with the configured prior and ``task``'s likelihood.
+    """A freshly initialised network (seeded) with the configured prior, groups and ``task``'s likelihood.
 
-    ``n_data`` is the likelihood's ``N``: the number of training labels (``ArrayData.n_observations``).
+    ``n_data`` is the likelihood's ``N``: the number of training labels (``ArrayData.n_observations``);
+    groups are traced on a zero input of ``task``'s input dtype.
     """
     torch.manual_seed(config.seed)
     net = build_model(config.model.model, tuple(input_shape), n_classes)
     return BayesianModule(net, build_prior(config, pilot), n_data=n_data, likelihood=task.likelihood(),
                           scope=config.prune.prune_scope, include_bias=config.prior.include_bias,
-                          exclude=config.prune.exclude, positivity=config.train.positivity)
+                          exclude=config.prune.exclude, positivity=config.train.positivity,
+                          groups=config.prior.groups, example_input=torch.zeros(1, *input_shape, dtype=task.input_dtype))
 
 
 def data_module(config: RunConfig, data: ArrayData, pilot: Pilot | None = None) -> BayesianModule:
@@ -97,8 +99,11 @@ def data_module(config: RunConfig, data: ArrayData, pilot: Pilot | None = None) 
 
 def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, progress: bool = False,
               runtime: Runtime | None = None) -> Pilot | None:
-    """The dense pilot fit of ``pilot_epochs`` (at least 1) when the prior needs one, cached in ``cache`` (by rank 0)."""
-    cls = prior_class(config.prior.prior)
+    """The dense pilot fit of ``pilot_epochs`` (at least 1) when the prior needs one, cached in ``cache`` (by rank 0).
+
+    Its ``weights`` are what the prior sees: the prunable tensors, or each grouping's ``[G, d]`` matrix.
+    """
+    cls = prior_class(config.prior.prior_name)
     if cls is None or not cls.needs_pilot:
         return None
     if cache is not None and cache.exists():
@@ -107,8 +112,9 @@ def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, pro
     dense = config.replace(prior="none", epochs=max(1, config.prior.pilot_epochs))
     module = data_module(dense, data)
     train_module(dense, module, data, progress=progress, label="pilot", runtime=runtime)
-    selected = prunable_parameters(module.net, config.prune.prune_scope, config.prior.include_bias,
-                                   config.prune.exclude)
+    selected = ({site: module.site_value(site) for site in module.groupings} if module.groupings else
+                prunable_parameters(module.net, config.prune.prune_scope, config.prior.include_bias,
+                                    config.prune.exclude))
     pilot = Pilot({k: v.detach().clone() for k, v in selected.items()},
                   {k: v.detach().clone() for k, v in module.net.state_dict().items()})
     if cache is not None and (runtime is None or runtime.master_process):
@@ -126,7 +132,7 @@ def starting_module(config: RunConfig, data: ArrayData, pilot: Pilot | None) -> 
 
 def pilot_epochs_used(config: RunConfig) -> int:
     """Epochs the pilot fit adds to a run's budget (0 when the prior needs none)."""
-    cls = prior_class(config.prior.prior)
+    cls = prior_class(config.prior.prior_name)
     return max(1, config.prior.pilot_epochs) if cls is not None and cls.needs_pilot else 0
 
 
@@ -171,7 +177,8 @@ def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool =
     if out is not None:
         save_torch(out / MODEL, {"format": MODEL_FORMAT, "config": config.to_dict(),
                                  "input_shape": list(data.input_shape), "n_classes": data.n_classes,
-                                 "n_data": data.n_observations, "task": data.task, "module": {k: v.cpu() for k, v in module.state_dict().items()},
+                                 "n_data": data.n_observations, "task": data.task,
+                                 "module": {k: v.cpu() for k, v in module.state_dict().items()},
                                  "pilot": pilot.weights if pilot else None})
         _write_outputs(out, metrics)
     return FitResult(config, module, metrics, out, data.input_shape)
@@ -200,7 +207,8 @@ def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, tra
     for row in rows:
         row.update(scope=prune.prune_scope, by=prune.prune_by,
                    finetune_epochs=prune.finetune_epochs if row["criterion"].endswith("finetune") else 0)
-    return {"prior": config.prior.prior, "model": config.model.model, "dataset": config.data.dataset,
+    return {"prior": config.prior.prior, "groups": config.prior.groups, "model": config.model.model,
+            "dataset": config.data.dataset,
             "epochs": config.train.epochs, "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,
             "train_seconds": train_seconds, "n_train": data.n_train, "data_source": data.source,
             **({"data_details": dict(data.details)} if data.details else {}), "task": data.task,

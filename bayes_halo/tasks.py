@@ -30,6 +30,7 @@ class Task:
     likelihood: type[Likelihood]
     batch_total: Callable[[Tensor, Tensor], Tensor]  # (outputs, labels) -> the metric's float64 sum over the batch
     scale: float = 1.0
+    input_dtype: torch.dtype = torch.float32  # of the network's input (after ``ArrayData.prepare_batch``)
 
     def finish(self, total: float, count: int) -> float:
         """The metric from its total over ``count`` labels (NaN when there are none)."""
@@ -49,7 +50,7 @@ def next_character_nats(out: Tensor, y: Tensor) -> Tensor:
 TASKS: dict[str, Task] = {
     "classification": Task("classification", "accuracy", True, Categorical, correct_predictions),
     "next-character": Task("next-character", "bits_per_character", False, SequenceCategorical,
-                           next_character_nats, 1 / math.log(2)),
+                           next_character_nats, 1 / math.log(2), torch.int64),
 }
 
 

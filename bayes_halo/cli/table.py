@@ -18,7 +18,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     show = _pct if metric == "accuracy" else _bits
     val, test = f"val_{metric}", f"test_{metric}"
     strengths = ", ".join(f"{k}={metrics[k]:g}" for k in ("xi", "psi") if metrics.get(k) is not None)
-    lines = [f"{metrics['prior']} prior ({strengths or 'no penalty'}) | {metrics['model']} on {metrics['dataset']} | "
+    groups = metrics.get("groups", "weight")
+    prior = metrics["prior"] if groups == "weight" else f"{metrics['prior']} ({groups} groups)"
+    lines = [f"{prior} prior ({strengths or 'no penalty'}) | {metrics['model']} on {metrics['dataset']} | "
              f"{metrics['epochs']} epochs | seed {metrics['seed']} | {metrics['train_seconds']:.1f} s training",
              f"dense network ({metric.replace('_', ' ')}): val {show(metrics['dense'][val])}   "
              f"test {show(metrics['dense'][test])}",

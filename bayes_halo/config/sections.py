@@ -21,8 +21,10 @@ from typing import Any
 from ..data.registry import available_datasets
 from ..distributed import DEVICES, is_device_name
 from ..errors import ConfigError
+from ..groups.structures import STRUCTURES, available_structures
 from ..models.registry import available_models
-from ..priors.registry import prior_class, trainable_priors
+from ..priors import GroupPrior
+from ..priors.registry import PRIORS, prior_class, trainable_priors
 from ..training.objective import PRECISIONS
 from .fields import Constraint, at_least, check_fields, each, interval, non_negative, positive, setting
 
@@ -64,13 +66,43 @@ class ModelConfig:
 STRENGTHS = ("xi", "psi", "lambda_decay")
 
 
+def _is_group_prior(name: str) -> bool:
+    cls = PRIORS.get(name)
+    return cls is not None and issubclass(cls, GroupPrior)
+
+
+def prior_choices() -> list[str]:
+    """``--prior`` choices: the trainable per-weight priors (``--groups`` selects their group versions)."""
+    return [name for name in trainable_priors() if not _is_group_prior(name)]
+
+
+def resolved_prior(prior: str, groups: str) -> str:
+    """The registered prior that ``prior`` under ``groups`` names: itself per weight, ``group-<prior>`` with groups."""
+    if groups == "weight" or prior == "none":
+        return prior
+    name = f"group-{prior}"
+    if not _is_group_prior(name):
+        grouped = [n.removeprefix("group-") for n in trainable_priors() if _is_group_prior(n)]
+        raise ConfigError(f"prior {prior!r} has no group version for `groups` {groups!r}; choose one of "
+                          f"{', '.join(grouped)} or `groups` weight")
+    return name
+
+
+def _groups_help() -> str:
+    return "how the prior groups the weights: " + "; ".join(
+        f"{name}: {STRUCTURES.get(name).help}" for name in available_structures()) + (
+        ". With groups, --prior laplace, adaptive-laplace and halo become group-laplace (xi sqrt(d) ||w_g||), "
+        "group-adaptive-laplace and group-halo (lambda_g ~ Gamma(2d+1, N psi))")
+
+
 @dataclass(frozen=True)
 class PriorConfig:
     """The sparsity prior and its per-example strengths (``None``: the prior's default)."""
 
     prior: str = setting("halo", "sparsity prior on the prunable weights; 'none' is plain maximum likelihood. "
                          "The horseshoe priors have no finite MAP: use the Python API's SVI",
-                         choices=trainable_priors)
+                         choices=prior_choices)
+    groups: str = setting("weight", _groups_help(), choices=available_structures)
     xi: float | None = setting(None, "per-example lasso strength (default: the prior's, see below)", positive())
     psi: float | None = setting(None, "per-example rate of HALO's Gamma(3) hyperprior on lambda "
                                 "(halo, shared-halo; default: the prior's, see below)", positive())
@@ -82,18 +114,23 @@ class PriorConfig:
                                 at_least(0))
     include_bias: bool = setting(False, "put the prior on biases too (never pruned)")
 
+    @property
+    def prior_name(self) -> str:
+        """The registered prior this section selects (``group-halo`` for ``prior="halo", groups="unit"``)."""
+        return resolved_prior(self.prior, self.groups)
+
     def __post_init__(self) -> None:
         check_fields(self)
-        cls = prior_class(self.prior)
+        cls = prior_class(self.prior_name)
         taken = cls.strengths if cls is not None else ()
         for name in STRENGTHS:
             value = getattr(self, name)
             if name not in taken and value is not None:
-                raise ConfigError(f"prior {self.prior!r} takes no `{name}`")
+                raise ConfigError(f"prior {self.prior_name!r} takes no `{name}`")
             if name in taken and value is None:
                 default = cls.default_strengths.get(name)
                 if default is None:
-                    raise ConfigError(f"prior {self.prior!r} needs `{name}`")
+                    raise ConfigError(f"prior {self.prior_name!r} needs `{name}`")
                 object.__setattr__(self, name, default)
 
 
@@ -228,7 +265,7 @@ class RunConfig:
                 updated.update(values)
                 continue
             current = dataclasses.asdict(getattr(self, section))
-            if section == "prior" and "prior" in values and values["prior"] != self.prior.prior:
+            if section == "prior" and any(k in values and values[k] != getattr(self.prior, k) for k in ("prior", "groups")):
                 current.update(dict.fromkeys(STRENGTHS))  # strengths belong to the prior they were set for
             updated[section] = SECTIONS[section](**{**current, **values})
         return dataclasses.replace(self, **updated)

@@ -20,7 +20,7 @@ One object, two estimators of the same objective:
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import pyro
@@ -30,9 +30,10 @@ from torch import Tensor, nn
 from torch.distributions import biject_to, constraints
 
 from ..errors import ConfigError
-from ..priors import Prior, hyper_site_name
+from ..groups import Grouping, build_groupings, check_groupings
+from ..priors import GroupPrior, Prior, hyper_site_name
 from .likelihoods import Categorical, Likelihood
-from .selection import Scope, parameter_dict_key, prunable_parameters, tensor_at
+from .selection import Scope, parameter_dict_key, prunable_layers, prunable_parameters, tensor_at
 
 Positivity = Literal["exp", "abs"]
 
@@ -49,11 +50,17 @@ class BayesianModule(nn.Module):
             (see :func:`bayes_halo.models.selection.prunable_parameters`).
         positivity: how trainable tensors map to the (positive) hyper-variables: ``"exp"``
             or ``"abs"`` (see the module docstring).
+        groups: ``"weight"`` (per-weight sites, the default), a structure name of
+            :mod:`bayes_halo.groups.structures` (``"unit"``, ``"out-unit"``, ``"bn-scale"``) built
+            on the layers in scope, or a sequence of :class:`~bayes_halo.groups.Grouping`; with
+            groupings the prior must be a group prior and its sites are the groupings.
+        example_input: a batch ``net`` accepts, to trace its channel coupling (structures that need it).
     """
 
     def __init__(self, net: nn.Module, prior: Prior | None, n_data: int,
                  likelihood: Likelihood | None = None, scope: Scope = "all",
-                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = "exp") -> None:
+                 include_bias: bool = False, exclude: Iterable[str] = (), positivity: Positivity = "exp",
+                 groups: str | Sequence[Grouping] = "weight", example_input: Tensor | None = None) -> None:
         super().__init__()
         if int(n_data) < 1:
             raise ConfigError(f"n_data must be a positive number of examples, got {n_data}")
@@ -67,17 +74,24 @@ class BayesianModule(nn.Module):
         selected = prunable_parameters(net, scope, include_bias, exclude)
         #: names of the selected (prunable) tensors, with or without a prior
         self.prunable: tuple[str, ...] = tuple(selected)
-        #: names of the tensors that carry the prior (``named_parameters`` names)
-        self.sites: tuple[str, ...] = self.prunable if prior is not None else ()
+        groupings = (build_groupings(groups, net, prunable_layers(net, scope, exclude), example_input)
+                     if isinstance(groups, str) else list(groups))
+        check_groupings(groupings, dict(net.named_parameters()))
+        #: the groupings by site name (empty: per-weight sites)
+        self.groupings: dict[str, Grouping] = {g.name: g for g in groupings}
+        if prior is not None and isinstance(prior, GroupPrior) != bool(groupings):
+            raise ConfigError(f"prior {prior.name!r} is a group prior: give it `groups`" if not groupings
+                              else f"prior {prior.name!r} is per weight: `groups` needs a group prior")
+        #: what carries the prior: grouping names with groups, else tensor (``named_parameters``) names
+        self.sites: tuple[str, ...] = (tuple(self.groupings) or self.prunable) if prior is not None else ()
         self.hyper_raw = nn.ParameterDict()
         #: site -> {hyper key (e.g. ``"lambda"``): hyper-variable site name}
         self.hyper_names: dict[str, dict[str, str]] = {}
         #: hyper-variable site name -> its support (every one is ``constraints.positive``)
         self.hyper_support: dict[str, constraints.Constraint] = {}
         for site in self.sites:
-            weight = selected[site]
             self.hyper_names[site] = {}
-            for key, hyper in prior.hyper_sites(site, weight.detach()).items():
+            for key, hyper in prior.hyper_sites(site, self.site_value(site).detach()).items():
                 name = hyper_site_name(site, key)
                 if hyper.constraint is not constraints.positive:
                     raise ConfigError(f"hyper-variable {name} is not positive; BayesianModule supports positive ones")
@@ -90,8 +104,15 @@ class BayesianModule(nn.Module):
         return self.net(x)
 
     def weights(self) -> dict[str, Tensor]:
-        """The selected (prunable) tensors, keyed by name; with a prior, the tensors that carry it."""
+        """The selected (prunable) tensors, keyed by name."""
         return {name: tensor_at(self.net, name) for name in self.prunable}
+
+    def site_value(self, site: str) -> Tensor:
+        """What the prior sees at ``site``: a grouping's ``[G, d]`` matrix, or the tensor called ``site``."""
+        grouping = self.groupings.get(site)
+        if grouping is None:
+            return tensor_at(self.net, site)
+        return grouping.matrix({name: tensor_at(self.net, name) for name in grouping.tensor_names})
 
     def hyper(self, site: str) -> dict[str, Tensor]:
         """Constrained hyper-variables of ``site``, keyed by short name (e.g. ``"lambda"``)."""
@@ -103,11 +124,33 @@ class BayesianModule(nn.Module):
 
     def penalty(self) -> Tensor:
         """``R(w, h)``: the prior's per-example penalty summed over all sites (0 without a prior)."""
-        weights = self.weights()
         total = next(self.net.parameters()).new_zeros(())
         for site in self.sites:
-            total = total + self.prior.penalty(site, weights[site], self.hyper(site), self.n_data)
+            total = total + self.prior.penalty(site, self.site_value(site), self.hyper(site), self.n_data)
         return total
+
+    @torch.no_grad()
+    def prior_gradients(self) -> list[tuple[Tensor, Tensor]]:
+        """``(parameter, dR/dparameter)`` for every prior-carrying tensor and raw hyper-variable.
+
+        From the closed forms (``penalty_grad``), no autograd, no host synchronisation: a site's
+        value gives ``dR/dvalue``, which is the tensor's gradient (per-weight site) or is scattered
+        into the member tensors (grouping); a hyper-variable's gradient is chained through the
+        positivity coordinate (``abs``: ``dh/dr = sign(r)``; ``exp``: ``dh/dr = h``).
+        """
+        params = dict(self.net.named_parameters())
+        out: list[tuple[Tensor, Tensor]] = []
+        for site in self.sites:
+            hyper = self.hyper(site)
+            grad_value, grad_hyper = self.prior.penalty_grad(site, self.site_value(site), hyper, self.n_data)
+            grouping = self.groupings.get(site)
+            grads = grouping.scatter(grad_value) if grouping is not None else {site: grad_value}
+            out += [(params[name], grad) for name, grad in grads.items()]
+            for key, name in self.hyper_names[site].items():
+                raw = self.hyper_raw[parameter_dict_key(name)]
+                chain = raw.sign() if self.positivity == "abs" else hyper[key]
+                out.append((raw, grad_hyper[key] * chain))
+        return out
 
     def objective(self, x: Tensor, y: Tensor) -> Tensor:
         """The fast training objective ``mean_nll(net(x), y) + penalty()``."""
@@ -125,7 +168,13 @@ class BayesianModule(nn.Module):
     def model(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Pyro model ``p(y, theta, h)``; returns the network outputs for ``x``."""
         values: dict[str, Tensor] = {}
+        for site in self.sites:
+            grouping = self.groupings.get(site)
+            if grouping is not None:
+                values.update(grouping.scatter(self.prior.sample(site, self.site_value(site).detach(), self.n_data)))
         for name, param in self.net.named_parameters():
+            if name in values:
+                continue
             if name in self.sites:
                 values[name] = self.prior.sample(name, param.detach(), self.n_data)
             else:
@@ -138,7 +187,9 @@ class BayesianModule(nn.Module):
 
     def site_values(self) -> dict[str, Tensor]:
         """Current value of every latent site of :meth:`model` (to start a guide here)."""
-        values = {name: p.detach().clone() for name, p in self.net.named_parameters()}
+        members = {name for site in self.sites if site in self.groupings for name in self.groupings[site].tensor_names}
+        values = {name: p.detach().clone() for name, p in self.net.named_parameters() if name not in members}
+        values.update({site: self.site_value(site).detach().clone() for site in self.sites if site in self.groupings})
         values.update({name: v.detach().clone() for name, v in self.hyper_values().items()})
         return values
 
@@ -146,11 +197,14 @@ class BayesianModule(nn.Module):
     def load_site_values(self, values: Mapping[str, Tensor]) -> None:
         """Set weights and hyper-variables from site values (e.g. a MAP or a posterior mean)."""
         params = dict(self.net.named_parameters())
-        unknown = set(values) - set(params) - set(self.hyper_support)
+        unknown = set(values) - set(params) - set(self.hyper_support) - set(self.groupings)
         if unknown:
             raise ConfigError(f"unknown site(s) {sorted(unknown)}")
         for name, value in values.items():
-            if name in params:
+            if name in self.groupings:
+                for member, tensor in self.groupings[name].scatter(value).items():
+                    params[member].copy_(tensor)
+            elif name in params:
                 params[name].copy_(value)
             else:
                 self.hyper_raw[parameter_dict_key(name)].copy_(self._unconstrain(value))

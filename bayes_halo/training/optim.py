@@ -9,6 +9,8 @@ hyper-variables, in one function::
     d_r = dR/dh(w, h) * dh/dr                 (abs: h = |r|, dh/dr = sign(r); exp: h = e^r, dh/dr = h)
     b <- momentum * b + d,   p <- p - lr * b  (torch.optim.SGD's rule, dampening 0, no Nesterov)
 
+For a grouping (a group prior's site) ``dR/dW`` of its ``[G, d]`` matrix is scattered into the
+member tensors (:meth:`~bayes_halo.groups.Grouping.scatter`), each of which then moves as ``w``.
 This is the gradient of ``mean_nll + R(w, h)`` (what ``BayesianModule.objective`` differentiates)
 without a forward or backward pass through ``R``: the hyper-variables never enter autograd.
 The function runs eagerly, or with ``compile=True`` through ``torch.compile`` as one graph, in
@@ -23,13 +25,14 @@ synchronisation in either.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..groups import Grouping
 from ..models.bayesian import BayesianModule, Positivity
 from ..priors import Prior
 
@@ -37,6 +40,8 @@ from ..priors import Prior
 SiteState = tuple[str, Tensor, Tensor, Tensor | None, dict[str, Tensor], dict[str, Tensor | None]]
 #: one tensor without a prior: (p, g_p, momentum buffer of p)
 PlainState = tuple[Tensor, Tensor, Tensor | None]
+#: one grouping: (site, grouping, its member tensors by name as PlainStates, raw hypers by key, their buffers)
+GroupState = tuple[str, Grouping, dict[str, PlainState], dict[str, Tensor], dict[str, Tensor | None]]
 
 
 def _move(param: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, momentum: float) -> None:
@@ -54,22 +59,46 @@ def _move(param: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, m
         param.addcmul_(direction, lr, value=-1.0)
 
 
+def _constrained(raws: dict[str, Tensor], positivity: Positivity) -> dict[str, Tensor]:
+    """The hyper-variables ``h`` of raw tensors ``r`` (``|r|`` or ``e^r``)."""
+    return {key: r.abs() if positivity == "abs" else r.exp() for key, r in raws.items()}
+
+
+def _move_hypers(raws: dict[str, Tensor], raw_buffers: dict[str, Tensor | None], hyper: dict[str, Tensor],
+                 grad_h: dict[str, Tensor], positivity: Positivity, hyper_lr: Tensor, momentum: float) -> None:
+    """Step every raw hyper-variable along ``dR/dh * dh/dr``."""
+    for key, r in raws.items():
+        chain = r.sign() if positivity == "abs" else hyper[key]
+        _move(r, grad_h[key].mul_(chain), raw_buffers[key], hyper_lr, momentum)
+
+
+def _move_weight(w: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, momentum: float,
+                 weight_decay: float) -> None:
+    """Step a network tensor along ``direction + weight_decay * w`` (as torch.optim.SGD)."""
+    if weight_decay:
+        direction = direction.add(w, alpha=weight_decay)
+    _move(w, direction, buffer, lr, momentum)
+
+
 def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites: list[SiteState],
-                 plain: list[PlainState], lr: Tensor, hyper_lr: Tensor, momentum: float,
+                 groups: list[GroupState], plain: list[PlainState], lr: Tensor, hyper_lr: Tensor, momentum: float,
                  weight_decay: float) -> None:
     """One SGD step on ``mean_nll + R``, given the likelihood's gradients (see the module docstring)."""
     for site, w, g, buffer, raws, raw_buffers in sites:
-        hyper = {key: r.abs() if positivity == "abs" else r.exp() for key, r in raws.items()}
+        hyper = _constrained(raws, positivity)
         grad_w, grad_h = prior.penalty_grad(site, w, hyper, n_data)
-        for key, r in raws.items():
-            chain = r.sign() if positivity == "abs" else hyper[key]
-            _move(r, grad_h[key].mul_(chain), raw_buffers[key], hyper_lr, momentum)
-        direction = g + grad_w
-        if weight_decay:
-            direction = direction.add(w, alpha=weight_decay)  # as torch.optim.SGD
-        _move(w, direction, buffer, lr, momentum)
+        _move_hypers(raws, raw_buffers, hyper, grad_h, positivity, hyper_lr, momentum)
+        _move_weight(w, g + grad_w, buffer, lr, momentum, weight_decay)
+    for site, grouping, members, raws, raw_buffers in groups:
+        hyper = _constrained(raws, positivity)
+        matrix = grouping.matrix({name: state[0] for name, state in members.items()})
+        grad_matrix, grad_h = prior.penalty_grad(site, matrix, hyper, n_data)
+        _move_hypers(raws, raw_buffers, hyper, grad_h, positivity, hyper_lr, momentum)
+        for name, grad in grouping.scatter(grad_matrix).items():
+            w, g, buffer = members[name]
+            _move_weight(w, g + grad, buffer, lr, momentum, weight_decay)
     for p, g, buffer in plain:
-        _move(p, g.add(p, alpha=weight_decay) if weight_decay else g, buffer, lr, momentum)
+        _move_weight(p, g, buffer, lr, momentum, weight_decay)
 
 
 class PriorSGD(torch.optim.Optimizer):
@@ -96,10 +125,14 @@ class PriorSGD(torch.optim.Optimizer):
         super().__init__(groups, {"lr": lr, "momentum": momentum, "weight_decay": 0.0})
         self.module = module
         params = dict(module.net.named_parameters())
-        missing = [site for site in module.sites if site not in params]
+        groupings = {site: module.groupings[site] for site in module.sites if site in module.groupings}
+        tensors = [n for site in module.sites for n in (groupings[site].tensor_names if site in groupings else (site,))]
+        missing = [name for name in tensors if name not in params]
         if missing:
             raise ConfigError(f"fused prior update needs {missing} to be parameters (is a pruning mask attached?)")
-        self._site_params = {site: params[site] for site in module.sites}
+        self._site_params = {site: params[site] for site in module.sites if site not in groupings}
+        self._group_params = {site: (grouping, {n: params[n] for n in grouping.tensor_names})
+                              for site, grouping in groupings.items()}
         self._raw = {site: {key: module.hyper_raw[name.replace(".", "/")] for key, name in names.items()}
                      for site, names in module.hyper_names.items()}
         self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
@@ -142,19 +175,34 @@ class PriorSGD(torch.optim.Optimizer):
             raise ConfigError("fused prior update: both parameter groups need the same momentum")
         sites: list[SiteState] = []
         for site, w in self._site_params.items():
-            raws = self._raw[site]
-            if any(r.grad is not None for r in raws.values()):
-                raise ConfigError("fused prior update: back-propagate the likelihood alone, not the penalty "
-                                  "(a hyper-variable has a gradient, so the prior would count twice)")
-            g = w.grad if w.grad is not None else torch.zeros_like(w)
-            sites.append((site, w, g, self._buffer(w, momentum), raws,
+            raws = self._raws(site)
+            sites.append((site, *self._state(w, momentum), raws,
                           {key: self._buffer(r, momentum) for key, r in raws.items()}))
-        plain: list[PlainState] = [(p, p.grad, self._buffer(p, momentum)) for p in _without(network["params"], sites)
-                                   if p.grad is not None]
+        groups: list[GroupState] = []
+        for site, (grouping, members) in self._group_params.items():
+            raws = self._raws(site)
+            groups.append((site, grouping, {n: self._state(w, momentum) for n, w in members.items()}, raws,
+                           {key: self._buffer(r, momentum) for key, r in raws.items()}))
+        taken = {id(w) for w in self._site_params.values()}
+        taken.update(id(w) for _, members in self._group_params.values() for w in members.values())
+        plain: list[PlainState] = [(p, p.grad, self._buffer(p, momentum)) for p in network["params"]
+                                   if id(p) not in taken and p.grad is not None]
         first = network["params"][0]
-        self._update(self.module.prior, self.module.positivity, self.module.n_data, sites, plain,
+        self._update(self.module.prior, self.module.positivity, self.module.n_data, sites, groups, plain,
                      self._lr(0, first), self._lr(len(self.param_groups) - 1, first), momentum, weight_decay)
         return loss
+
+    def _raws(self, site: str) -> dict[str, Tensor]:
+        """The raw hyper-variables of ``site``, refusing ones that hold a gradient."""
+        raws = self._raw[site]
+        if any(r.grad is not None for r in raws.values()):
+            raise ConfigError("fused prior update: back-propagate the likelihood alone, not the penalty "
+                              "(a hyper-variable has a gradient, so the prior would count twice)")
+        return raws
+
+    def _state(self, w: Tensor, momentum: float) -> PlainState:
+        """``(w, g_w, buffer)``, a zero gradient where the likelihood gave none."""
+        return w, w.grad if w.grad is not None else torch.zeros_like(w), self._buffer(w, momentum)
 
 
 #: weight-steps (prior-carrying weights x training steps) from which "auto" compiles the update.
@@ -174,9 +222,3 @@ def compile_pays(module: BayesianModule, n_steps: int) -> bool:
     if on_cpu and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         return False  # inductor's CPU backend builds C++
     return n_steps * sum(w.numel() for w in weights) >= COMPILE_FROM_WEIGHT_STEPS
-
-
-def _without(params: Iterable[Tensor], sites: list[SiteState]) -> list[Tensor]:
-    """``params`` less the site weights."""
-    taken = {id(state[1]) for state in sites}
-    return [p for p in params if id(p) not in taken]
