@@ -89,7 +89,8 @@ def build_module(config: RunConfig, input_shape: tuple[int, ...], n_classes: int
     return BayesianModule(net, build_prior(config, pilot), n_data=n_data, likelihood=task.likelihood(),
                           scope=config.prune.prune_scope, include_bias=config.prior.include_bias,
                           exclude=config.prune.exclude, positivity=config.train.positivity,
-                          groups=config.prior.groups, example_input=torch.zeros(1, *input_shape, dtype=task.input_dtype))
+                          groups=config.prior.groups,
+                          example_input=torch.zeros(1, *input_shape, dtype=task.input_dtype))
 
 
 def data_module(config: RunConfig, data: ArrayData, pilot: Pilot | None = None) -> BayesianModule:
@@ -221,8 +222,8 @@ def finetune(net: nn.Module, masks, data: ArrayData, config: RunConfig, progress
     apply_masks(tuned, masks)
     settings: TrainConfig = replace(config.train, epochs=config.prune.finetune_epochs, lr=config.prune.finetune_lr,
                                     lambda_lr=None)
-    train(BayesianModule(tuned, None, data.n_observations, likelihood=data.spec.likelihood()), data, settings, seed=config.seed, progress=progress,
-          label="finetune", runtime=local_runtime(data.x_train.device))
+    train(BayesianModule(tuned, None, data.n_observations, likelihood=data.spec.likelihood()), data, settings,
+          seed=config.seed, progress=progress, label="finetune", runtime=local_runtime(data.x_train.device))
     remove_masks(tuned)
     return tuned
 

@@ -36,20 +36,20 @@ def test_magnitude_is_the_norm_of_the_head_slices(vit):
     assert scores["blocks.1.mlp:units"][7] == pytest.approx(float(unit.detach().norm()), rel=1e-6)
 
 
+@torch.no_grad()
 def test_wanda_scores_of_block_0_by_a_direct_forward_pass(vit):
     x = torch.rand(6, 1, 28, 28)
     heads, units = head_unit_groupings(vit)
     scores = wanda_scores(heads + units, vit, x)
     block = vit.blocks[0]
-    with torch.no_grad():
-        tokens = vit.embed(vit.patches(x)) + vit.position
-        a = block.norm1(tokens).reshape(-1, 64).double()
-        q, k, v = (p(block.norm1(tokens)).view(6, 16, 4, 16).transpose(1, 2) for p in (block.attn.q, block.attn.k,
-                                                                                          block.attn.v))
-        per_head = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(-1, 64).double()
-        mid = tokens + block.attn(block.norm1(tokens))
-        b = block.norm2(mid).reshape(-1, 64).double()
-        hidden = F.gelu(block.mlp.fc1(block.norm2(mid))).reshape(-1, 128).double()
+    tokens = vit.embed(vit.patches(x)) + vit.position
+    a = block.norm1(tokens).reshape(-1, 64).double()
+    q, k, v = (p(block.norm1(tokens)).view(6, 16, 4, 16).transpose(1, 2)
+               for p in (block.attn.q, block.attn.k, block.attn.v))
+    per_head = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(-1, 64).double()
+    mid = tokens + block.attn(block.norm1(tokens))
+    b = block.norm2(mid).reshape(-1, 64).double()
+    hidden = F.gelu(block.mlp.fc1(block.norm2(mid))).reshape(-1, 128).double()
     n = a.shape[0]
     h = 2
     rows = slice(16 * h, 16 * (h + 1))
