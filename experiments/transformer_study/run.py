@@ -10,8 +10,8 @@ costs the same, every unit too), reported per row from the shrunk network.
 
 Strengths are chosen on VALIDATION: every ``--grid`` point is trained with seed 0, and the point with
 the best validation metric after pruning (HALO coefficient criterion) is trained with the other seeds.
-Rows go to ``<out>/results.csv`` (rewritten after every run); ``<out>/summary.md`` gives mean and sd
-over seeds and the command that made them.
+Rows go to ``<out>/results.csv`` (rewritten after every run); ``<out>/summary.md`` (rewritten after
+every seed) gives mean and sd over the seeds done so far and the command that made them.
 
     python experiments/transformer_study/run.py --model vit-tiny --out experiments/transformer_study/results/vit-tiny
 """
@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         if seed != args.seeds[0]:
             rows += halo_rows(args, seed, chosen, data, args.out)
         write_rows(args.out, rows)
+        write_text(args.out / "summary.md", summary(rows, command, chosen_label, selection))
         print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", flush=True)
-    write_text(args.out / "summary.md", summary(rows, command, chosen_label, selection))
     print((args.out / "summary.md").read_text())
     return 0
 
