@@ -33,7 +33,8 @@ from .pruning.plot import plot_accuracy_vs_keep
 from .pruning.structured import structured_sweep
 from .pruning.sweep import prune_sweep, pruning_criteria
 from .training.checkpoint import load_checkpoint, save_checkpoint
-from .training.evaluate import split_accuracy
+from .tasks import TASKS, Task
+from .training.evaluate import split_score
 from .training.trainer import train
 
 CONFIG, CHECKPOINT, MODEL, METRICS, SPARSITY, PLOT = (
@@ -50,7 +51,7 @@ class FitResult:
     module: BayesianModule
     metrics: dict[str, Any]
     out_dir: Path | None = None
-    input_shape: tuple[int, ...] | None = None  # ``(C, H, W)`` of one input image
+    input_shape: tuple[int, ...] | None = None  # ``(C, H, W)`` of one input image, ``(T,)`` of one sequence
 
 
 @dataclass
@@ -78,14 +79,24 @@ def build_prior(config: RunConfig, pilot: Pilot | None = None) -> Prior | None:
 
 
 def build_module(config: RunConfig, input_shape: tuple[int, ...], n_classes: int, n_data: int,
-                 pilot: Pilot | None = None) -> BayesianModule:
-    """A freshly initialised network (seeded) with the configured prior (and groups, traced on a zero image)."""
+                 pilot: Pilot | None = None, task: Task = TASKS["classification"]) -> BayesianModule:
+    """A freshly initialised network (seeded) with the configured prior, groups and ``task``'s likelihood.
+
+    ``n_data`` is the likelihood's ``N``: the number of training labels (``ArrayData.n_observations``);
+    groups are traced on a zero input of ``task``'s input dtype.
+    """
     torch.manual_seed(config.seed)
     net = build_model(config.model.model, tuple(input_shape), n_classes)
-    return BayesianModule(net, build_prior(config, pilot), n_data=n_data, scope=config.prune.prune_scope,
-                          include_bias=config.prior.include_bias, exclude=config.prune.exclude,
-                          positivity=config.train.positivity, groups=config.prior.groups,
-                          example_input=torch.zeros(1, *input_shape))
+    return BayesianModule(net, build_prior(config, pilot), n_data=n_data, likelihood=task.likelihood(),
+                          scope=config.prune.prune_scope, include_bias=config.prior.include_bias,
+                          exclude=config.prune.exclude, positivity=config.train.positivity,
+                          groups=config.prior.groups,
+                          example_input=torch.zeros(1, *input_shape, dtype=task.input_dtype))
+
+
+def data_module(config: RunConfig, data: ArrayData, pilot: Pilot | None = None) -> BayesianModule:
+    """:func:`build_module` for ``data``: its input shape, classes, number of labels and task."""
+    return build_module(config, data.input_shape, data.n_classes, data.n_observations, pilot, data.spec)
 
 
 def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, progress: bool = False,
@@ -100,7 +111,7 @@ def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, pro
         state = load_checkpoint(cache, required=("weights", "state"))
         return Pilot(state["weights"], state["state"])
     dense = config.replace(prior="none", epochs=max(1, config.prior.pilot_epochs))
-    module = build_module(dense, data.input_shape, data.n_classes, data.n_train)
+    module = data_module(dense, data)
     train_module(dense, module, data, progress=progress, label="pilot", runtime=runtime)
     selected = ({site: module.site_value(site) for site in module.groupings} if module.groupings else
                 prunable_parameters(module.net, config.prune.prune_scope, config.prior.include_bias,
@@ -114,7 +125,7 @@ def pilot_fit(config: RunConfig, data: ArrayData, cache: Path | None = None, pro
 
 def starting_module(config: RunConfig, data: ArrayData, pilot: Pilot | None) -> BayesianModule:
     """The module a run trains: fresh, or warm-started from the pilot fit's network."""
-    module = build_module(config, data.input_shape, data.n_classes, data.n_train, pilot)
+    module = data_module(config, data, pilot)
     if pilot is not None:
         module.net.load_state_dict(pilot.state)
     return module
@@ -166,7 +177,8 @@ def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool =
     if out is not None:
         save_torch(out / MODEL, {"format": MODEL_FORMAT, "config": config.to_dict(),
                                  "input_shape": list(data.input_shape), "n_classes": data.n_classes,
-                                 "n_data": data.n_train, "module": {k: v.cpu() for k, v in module.state_dict().items()},
+                                 "n_data": data.n_observations, "task": data.task,
+                                 "module": {k: v.cpu() for k, v in module.state_dict().items()},
                                  "pilot": pilot.weights if pilot else None})
         _write_outputs(out, metrics)
     return FitResult(config, module, metrics, out, data.input_shape)
@@ -174,12 +186,15 @@ def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool =
 
 def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, train_seconds: float = float("nan"),
                  progress: bool = False) -> dict[str, Any]:
-    """Dense and pruned accuracies (fractions in [0, 1]) in the ``metrics.json`` schema."""
-    net, prune = module.net, config.prune
+    """Dense and pruned ``val_<metric>``, ``test_<metric>`` in the ``metrics.json`` schema.
+
+    The metric is the data set's (:mod:`bayes_halo.tasks`): ``accuracy`` (a fraction in [0, 1]) or
+    ``bits_per_character``.
+    """
+    net, prune, metric = module.net, config.prune, data.spec.metric
 
     def evaluate(pruned: nn.Module, masks=None) -> dict[str, float]:
-        return {"val_accuracy": split_accuracy(pruned, data, "val"),
-                "test_accuracy": split_accuracy(pruned, data, "test")}
+        return {f"val_{metric}": split_score(pruned, data, "val"), f"test_{metric}": split_score(pruned, data, "test")}
 
     criteria = pruning_criteria(module)
     rows, layers = prune_sweep(net, criteria, prune.keep, prune.prune_by, evaluate)
@@ -196,7 +211,8 @@ def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, tra
                "dataset": config.data.dataset,
                "epochs": config.train.epochs, "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,
                "train_seconds": train_seconds, "n_train": data.n_train, "data_source": data.source,
-               "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
+               **({"data_details": dict(data.details)} if data.details else {}), "task": data.task,
+               "metric": metric, "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
     if module.groupings:  # whole groups by norm and learned coefficient, measured after physical removal
         metrics["structured"] = structured_sweep(module, prune.keep, prune.prune_by, evaluate, data.input_shape)
     return metrics
@@ -208,8 +224,8 @@ def finetune(net: nn.Module, masks, data: ArrayData, config: RunConfig, progress
     apply_masks(tuned, masks)
     settings: TrainConfig = replace(config.train, epochs=config.prune.finetune_epochs, lr=config.prune.finetune_lr,
                                     lambda_lr=None)
-    train(BayesianModule(tuned, None, data.n_train), data, settings, seed=config.seed, progress=progress,
-          label="finetune", runtime=local_runtime(data.x_train.device))
+    train(BayesianModule(tuned, None, data.n_observations, likelihood=data.spec.likelihood()), data, settings,
+          seed=config.seed, progress=progress, label="finetune", runtime=local_runtime(data.x_train.device))
     remove_masks(tuned)
     return tuned
 
@@ -222,7 +238,8 @@ def load_run(out_dir: str | Path) -> FitResult:
     state = load_checkpoint(out / MODEL, format=MODEL_FORMAT)
     config = RunConfig.from_dict(state["config"])
     pilot = Pilot(state["pilot"], {}) if state.get("pilot") is not None else None
-    module = build_module(config, tuple(state["input_shape"]), state["n_classes"], state["n_data"], pilot)
+    task = TASKS[state.get("task", "classification")]  # runs of bayes_halo <= 0.2 are classifiers
+    module = build_module(config, tuple(state["input_shape"]), state["n_classes"], state["n_data"], pilot, task)
     try:
         module.load_state_dict(state["module"])
     except RuntimeError as err:
@@ -267,4 +284,5 @@ def _write_outputs(out: Path, metrics: dict[str, Any]) -> None:
     writer.writerows(metrics["sparsity"])
     write_text(out / SPARSITY, buffer.getvalue())
     title = f"{metrics['prior']} prior, {metrics['model']} on {metrics['dataset']}"
-    save_figure(out / PLOT, plot_accuracy_vs_keep(metrics["pruned"], metrics["dense"]["test_accuracy"], title=title))
+    metric = f"test_{metrics['metric']}"
+    save_figure(out / PLOT, plot_accuracy_vs_keep(metrics["pruned"], metrics["dense"][metric], metric, title=title))

@@ -36,10 +36,10 @@ from .data import ArrayData
 from .distributed import resolve_device
 from .errors import ConfigError
 from .models.bayesian import BayesianModule
-from .pipeline import build_module, load_data, pilot_epochs_used, pilot_fit, run_fit, starting_module, train_module
+from .pipeline import data_module, load_data, pilot_epochs_used, pilot_fit, run_fit, starting_module, train_module
 from .priors import PRIORS, prior_class
 from .pruning import keep_masks, magnitude_scores, pruned_copy
-from .training.evaluate import split_accuracy
+from .training.evaluate import split_score
 from .training.trainer import near_zero_fraction
 
 WALKS = ("xi", "ray")
@@ -162,6 +162,9 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
     config = config.replace(keep=keeps)
     say = log or (lambda _: None)
     data = (data if data is not None else load_data(config)).to(resolve_device(config.train.device))
+    if data.spec.metric != "accuracy":
+        raise ConfigError(f"the path chooses strengths by validation accuracy, and {config.data.dataset} reports "
+                          f"{data.spec.metric}: run fit at each strength instead")
     pilot = pilot_fit(config, data, progress=progress)
     rows, states = [], []
     done_epochs = pilot_epochs_used(config)
@@ -183,8 +186,7 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
               "frontier": frontier(rows, keeps)}
     if target_keep is not None:
         best = choose(rows, target_keep)
-        module = build_module(point_config(config, strengths[best], walk, ratio), data.input_shape,
-                              data.n_classes, data.n_train, pilot)
+        module = data_module(point_config(config, strengths[best], walk, ratio), data, pilot)
         module.load_state_dict(states[best])
         rows[best].update(_test(module, data, config, target_keep))
         choice["chosen"] = {k: rows[best][k] for k in ("point", "xi", "psi", "cumulative_epochs", _val(target_keep),
@@ -281,10 +283,10 @@ def _val(keep: float) -> str:
 def _validation(module: BayesianModule, data: ArrayData, config: RunConfig) -> dict[str, float]:
     """Validation accuracy, dense and magnitude-pruned at each keep, and the near-zero fraction."""
     scores = magnitude_scores({k: w.detach() for k, w in module.weights().items()})
-    row = {"val_dense": split_accuracy(module.net, data, "val")}
+    row = {"val_dense": split_score(module.net, data, "val")}
     for keep in config.prune.keep:
         pruned = pruned_copy(module.net, keep_masks(scores, keep, by=config.prune.prune_by))
-        row[_val(keep)] = split_accuracy(pruned, data, "val")
+        row[_val(keep)] = split_score(pruned, data, "val")
     row["near_zero"] = near_zero_fraction(module, config.train.near_zero)
     return row
 
@@ -293,8 +295,8 @@ def _test(module: BayesianModule, data: ArrayData, config: RunConfig, keep: floa
     """Test accuracy of the dense network and of its magnitude-pruned copy at ``keep``."""
     scores = magnitude_scores({k: w.detach() for k, w in module.weights().items()})
     pruned = pruned_copy(module.net, keep_masks(scores, keep, by=config.prune.prune_by))
-    return {"test_dense": split_accuracy(module.net, data, "test"),
-            "test_at_target": split_accuracy(pruned, data, "test")}
+    return {"test_dense": split_score(module.net, data, "test"),
+            "test_at_target": split_score(pruned, data, "test")}
 
 
 def _refit(config: RunConfig, data: ArrayData, epochs: int, keep: float, progress: bool) -> dict[str, Any]:

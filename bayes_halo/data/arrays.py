@@ -3,21 +3,29 @@
 Images are ``[n, C, H, W]``: float32 pixels in ``[0, 1]`` (MNIST, digits: fed to the network as
 they are), or uint8 bytes with a :class:`~bayes_halo.data.augment.BatchTransform` (CIFAR: 4x less
 memory) that turns each batch into network input on its device. Labels are int64 ``[n]``.
+Text (task ``next-character``) is int64 character indices ``x, y [n, T]`` (``y`` is ``x`` shifted by one).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from typing import NamedTuple
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 import torch
 
 from ..errors import ConfigError
+from ..tasks import Task, task
 from .augment import BatchTransform
 
 
 class TensorSplit(NamedTuple):
-    """A train/test pair as a loader returns it, with where the data came from."""
+    """A train/test pair as a loader returns it, with where the data came from.
+
+    A data set with a fixed validation split gives ``x_val``/``y_val`` (then none is carved from the
+    training set); ``task`` names its :class:`~bayes_halo.tasks.Task`; ``details`` (JSON-able) go
+    into ``metrics.json`` (e.g. a text's origin and hash).
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -25,6 +33,10 @@ class TensorSplit(NamedTuple):
     y_test: torch.Tensor
     source: str
     classes: tuple[str, ...] | None = None
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    task: str = "classification"
+    details: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class ArrayData:
 
     ``classes`` names the labels ``0 .. K - 1`` when the data set has names. ``transform`` (needed
     for uint8 images) maps a stored batch to network input: use :meth:`prepare_batch` on every batch.
+    ``task`` names the kind of labels, their likelihood and metric (:mod:`bayes_halo.tasks`);
+    ``details`` are recorded in ``metrics.json``.
     """
 
     name: str
@@ -45,8 +59,13 @@ class ArrayData:
     source: str = "in memory"
     classes: tuple[str, ...] | None = None
     transform: BatchTransform | None = None
+    task: str = "classification"
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.spec.name == "next-character":
+            self._check_sequences()
+            return
         dtypes = (torch.float32, torch.uint8) if self.transform is not None else (torch.float32,)
         for split in ("train", "val", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
@@ -63,6 +82,22 @@ class ArrayData:
             if self.classes is not None and len(y) and not 0 <= int(y.min()) <= int(y.max()) < len(self.classes):
                 raise ConfigError(f"{self.name}: y_{split} has labels outside 0..{len(self.classes) - 1} "
                                   f"({len(self.classes)} class names)")
+
+    def _check_sequences(self) -> None:
+        """Character indices: ``x`` and ``y`` int64 ``[n, T]`` of one ``T``, values in ``0 .. V - 1``."""
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.dim() != 2 or x.dtype != torch.int64 or y.shape != x.shape or y.dtype != torch.int64:
+                raise ConfigError(f"{self.name}: x_{split} and y_{split} must be int64 [n, T] of one shape, "
+                                  f"got {x.dtype} {tuple(x.shape)} and {y.dtype} {tuple(y.shape)}")
+            if x.shape[1] != self.x_train.shape[1]:
+                raise ConfigError(f"{self.name}: {split} sequences have length {x.shape[1]}, "
+                                  f"training sequences {self.x_train.shape[1]}")
+
+    @property
+    def spec(self) -> Task:
+        """The :class:`~bayes_halo.tasks.Task` of the labels: their likelihood and metric."""
+        return task(self.task)
 
     def prepare_batch(self, xb: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
         """Network input for a stored batch ``xb`` (the batch itself when there is no ``transform``).
@@ -90,10 +125,9 @@ class ArrayData:
         return replace(self, **tensors)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image."""
-        channels, height, width = self.x_train.shape[1:]
-        return int(channels), int(height), int(width)
+    def input_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of one image, ``(T,)`` of one sequence."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
     @property
     def n_classes(self) -> int:
@@ -105,8 +139,13 @@ class ArrayData:
 
     @property
     def n_train(self) -> int:
-        """Number of training examples (validation excluded)."""
+        """Number of training examples (validation excluded): images or sequences."""
         return len(self.y_train)
+
+    @property
+    def n_observations(self) -> int:
+        """``N`` of the likelihood: training labels (one per image, one per predicted character)."""
+        return self.y_train.numel()
 
 
 def train_val_split(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int

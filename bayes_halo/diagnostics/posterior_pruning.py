@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..inference.svi import SVIResult, mean_prediction, predictive_probs
 from ..models.bayesian import BayesianModule
-from ..models.likelihoods import Bernoulli, Categorical
+from ..models.likelihoods import Bernoulli, Categorical, SequenceCategorical
 from ..pruning import keep_masks, pruned_copy
 from ..pruning.masks import By
 from ..training.evaluate import accuracy_of_predictions
@@ -79,10 +79,10 @@ def compare_criteria(module_map_values: Mapping[str, Tensor], svi_result: SVIRes
     ``eps``/``relative`` set the inclusion threshold (see :mod:`.shrinkage`).  The same
     ``num_samples`` draws (``seed``) serve every row.  One row per (keep, criterion): ``keep``,
     ``criterion``, ``kept_weights``, ``total_weights``, ``accuracy_map_net``,
-    ``accuracy_posterior_mean_net``, ``accuracy_predictive`` (fractions in [0, 1]).
+    ``accuracy_posterior_mean_net``, ``accuracy_predictive`` (fractions in [0, 1]; for sequences, of next characters).
     """
     module = svi_result.module
-    if not isinstance(module.likelihood, (Categorical, Bernoulli)):
+    if not isinstance(module.likelihood, (Categorical, Bernoulli, SequenceCategorical)):
         raise ConfigError(f"pruning accuracy needs a classifier, not a {type(module.likelihood).__name__} likelihood")
     draws = svi_result.sample(num_samples, seed)
     scores = criterion_scores(module_weight_shrinkage(module, draws, module_map_values, eps, relative))

@@ -142,8 +142,11 @@ def _elementary(transform: Transform) -> list[Transform]:
 
 
 def mean_prediction(likelihood: Likelihood, out: Tensor) -> Tensor:
-    """``E[y | out]``: class probabilities (Categorical), ``P(y = 1)`` (Bernoulli), or the mean."""
+    """``E[y | out]``: class probabilities (Categorical, also per position of a sequence), ``P(y = 1)``
+    (Bernoulli), or the mean."""
     distribution = likelihood.distribution(out)
+    if isinstance(distribution, dist.Independent):  # a sequence: the per-position distribution
+        distribution = distribution.base_dist
     if isinstance(distribution, (dist.Categorical, dist.Bernoulli)):
         return distribution.probs
     return distribution.mean

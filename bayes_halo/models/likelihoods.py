@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 
 import pyro
 import pyro.distributions as dist
+from pyro import poutine
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -41,6 +42,26 @@ class Categorical(Likelihood):
 
     def distribution(self, out: Tensor) -> dist.Distribution:
         return dist.Categorical(logits=out)
+
+
+class SequenceCategorical(Likelihood):
+    """Next-token prediction from logits ``out[B, T, V]`` of labels ``y[B, T]``: every position is one observation.
+
+    ``mean_nll = (1/(B T)) sum_{i,t} -log softmax(out_it)[y_it]``, so with ``N`` = the number of
+    predicted tokens, ``N * mean_nll`` over the data set is ``-log p(y | out)``.  The Pyro site is one
+    ``Categorical(...).to_event(1)`` per sequence, scaled by ``1/T``: the data plate over ``N`` tokens
+    with a batch of ``B`` sequences weighs the batch's log-likelihood by ``(N / B) / T``.
+    """
+
+    def mean_nll(self, out: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+    def distribution(self, out: Tensor) -> dist.Distribution:
+        return dist.Categorical(logits=out).to_event(1)
+
+    def observe(self, out: Tensor, y: Tensor | None) -> Tensor:
+        with poutine.scale(scale=1.0 / out.shape[1]):
+            return pyro.sample("obs", self.distribution(out), obs=y)
 
 
 class Bernoulli(Likelihood):

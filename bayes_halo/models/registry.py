@@ -15,11 +15,14 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .char_transformer import CharTransformer
 from .lenet import LeNet5, LeNet5Caffe, LeNet300100
 from .resnet_cifar import resnet18_cifar, resnet20, resnet50_cifar, resnet56
 from .vgg import VGG16BN
+from .vit import ViTTiny
 
-ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]
+#: ``factory(input_shape, n_classes)``: ``(C, H, W)`` for images, ``(T,)`` for sequences (``n_classes``: vocabulary)
+ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
 FactoryT = TypeVar("FactoryT", bound=ModelFactory)
 
 #: every network factory by name
@@ -31,8 +34,8 @@ def register_model(name: str, overwrite: bool = False) -> Callable[[FactoryT], F
     return MODELS.register(name, overwrite)
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
-    """A fresh network for images of ``input_shape = (C, H, W)`` and ``n_classes`` classes."""
+def build_model(name: str, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """A fresh network for inputs of ``input_shape`` (``(C, H, W)`` or ``(T,)``) and ``n_classes`` classes."""
     model = MODELS.get(name)(tuple(input_shape), n_classes)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"the factory registered as {name!r} returned {type(model).__name__}, "
@@ -53,3 +56,5 @@ register_model("resnet20")(resnet20)
 register_model("resnet56")(resnet56)
 register_model("resnet50-cifar")(resnet50_cifar)
 register_model("resnet18-cifar")(resnet18_cifar)
+register_model("vit-tiny")(ViTTiny)
+register_model("char-transformer")(CharTransformer)

@@ -154,7 +154,7 @@ def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: Tr
     Sums stay on the device and are read once, at the end: ``nll`` is the mean over examples of
     ``nll_i`` (as it was at each example's step), ``penalty`` ``R`` at the epoch's end (the
     optimiser adds its gradient inside the step, so the loop never evaluates it), ``loss`` their
-    sum, ``train_accuracy`` the fraction classified right.
+    sum, ``train_accuracy`` the fraction of labels predicted right (images, or next characters).
     """
     start = time.perf_counter()
     model.train()
@@ -191,7 +191,7 @@ def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: Tr
         raise DivergenceError(f"training diverged in epoch {epoch + 1}: a parameter is not finite; "
                               "lower `lr` (or `xi`/`psi`); no checkpoint of this epoch was written")
     return {"epoch": epoch + 1, "loss": total_loss / n, "nll": total_nll / n, "penalty": penalty,
-            "train_accuracy": total_correct / n,
+            "train_accuracy": total_correct / y.numel(),
             "near_zero": near_zero_fraction(module, config.near_zero),
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
 
