@@ -84,6 +84,6 @@ def test_pruned_and_shrunk_network_has_the_exact_counts_and_the_masked_outputs(n
     scores = wanda_scores(heads + units, net, x)
     scores["blocks.3.attn:heads"] = scores["blocks.3.attn:heads"] * 0  # last layer's heads lose every tie
     masked = pruned_copy(net, prune_masks(net, scores, 5, 100))
-    small = masked.shrunk()
+    small = masked.bayes_halo_shrunk()
     assert sum(small.heads) == 5 and sum(small.hidden) == 100 and small.heads[3] == 0
     torch.testing.assert_close(small(x), masked(x), atol=1e-4, rtol=0)

@@ -86,7 +86,7 @@ def zero_groups(net):
 def test_shrunk_network_gives_the_masked_outputs_and_loads_with_torch_alone(name, shape, vocab, tmp_path):
     net = build_model(name, shape, vocab).eval()
     zero_groups(net)
-    small = net.shrunk()
+    small = net.bayes_halo_shrunk()
     assert small.heads == [2, 0, 4, 4] and small.hidden == [128 - 35, 128, 0, 128]
     x = torch.rand(3, *shape) if len(shape) == 3 else torch.randint(0, vocab, (3, *shape))
     torch.testing.assert_close(small(x), net(x), atol=1e-4, rtol=0)

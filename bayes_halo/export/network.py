@@ -45,14 +45,21 @@ class ExportedNetwork:
 def export_network(net: nn.Module, input_shape: tuple[int, ...]) -> ExportedNetwork:
     """A copy of ``net`` (pruned entries already exactly zero) without its dead units, checked on random input.
 
+    A network that knows its own structure may shrink itself: a method ``bayes_halo_shrunk()``
+    returning the smaller copy (the transformers: fewer heads, narrower MLPs) is used instead of
+    Torch-Pruning's dependency graph.
+
     Raises ConfigError when the shrunk copy's outputs differ from ``net``'s by more than
     ``TOLERANCE * (1 + max |output|)`` (an operation that maps 0 to non-zero between layers).
     """
     net = net.eval()
     example = torch.randn(2, *input_shape, dtype=_dtype(net), device=_device(net))
-    small = copy.deepcopy(net)
     before = costs(net, example)
-    removal = remove_dead_units(small, example)
+    if hasattr(net, "bayes_halo_shrunk"):
+        small, removal = net.bayes_halo_shrunk().eval(), Removal(notes=["shrunk by the network's own bayes_halo_shrunk()"])
+    else:
+        small = copy.deepcopy(net)
+        removal = remove_dead_units(small, example)
     after = costs(small, example)
     probe = torch.randn(16, *input_shape, dtype=example.dtype, device=example.device)
     with torch.no_grad():

@@ -161,7 +161,7 @@ class Transformer(nn.Module):
         return heads, units
 
     @torch.no_grad()
-    def shrunk(self) -> "Transformer":
+    def bayes_halo_shrunk(self) -> "Transformer":
         """A copy without the dead heads and units (:meth:`alive`): the same outputs, fewer multiply-adds.
 
         Removing a dead head or unit drops a term that is exactly zero, so the outputs agree up to

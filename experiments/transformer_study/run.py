@@ -91,7 +91,7 @@ def pruned_rows(module: BayesianModule, data: ArrayData, config: RunConfig, args
         for epochs in sorted({0, finetune_epochs}):
             pruned = (pruned_copy(net, masks) if epochs == 0 else
                       finetune(net, masks, data, config.replace(finetune_epochs=epochs)))
-            small = pruned.shrunk()
+            small = pruned.bayes_halo_shrunk()
             val, test = evaluate(small, data)
             rows.append({"model": args.model, "method": method, "criterion": criterion, "finetune_epochs": epochs,
                          "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     dense = build_model(args.model, shape, classes).eval()
     heads, units = head_unit_groupings(dense)
     masks = prune_masks(dense, magnitude_scores(heads + units, dense), *keep_counts(dense, 0.5, 0.5))
-    small = pruned_copy(dense, masks).shrunk().eval()
+    small = pruned_copy(dense, masks).bayes_halo_shrunk().eval()
     x = torch.rand(args.batch, *shape) if len(shape) == 3 else torch.randint(0, classes, (args.batch, *shape))
     times: dict[str, list[float]] = {"dense": [], "shrunk": []}
     with torch.no_grad():
