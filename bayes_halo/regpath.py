@@ -35,7 +35,9 @@ from .data import ArrayData
 from .distributed import resolve_device
 from .errors import ConfigError
 from .models.bayesian import BayesianModule
-from .pipeline import build_module, load_data, pilot_epochs_used, pilot_fit, run_fit, starting_module, train_module
+from . import __version__
+from .pipeline import (CONFIG, Pilot, build_module, evaluate_run, load_data, pilot_epochs_used, pilot_fit, run_fit,
+                       save_run, starting_module, train_module)
 from .priors import PRIORS, prior_class
 from .pruning import keep_masks, magnitude_scores, pruned_copy
 from .training.evaluate import split_accuracy
@@ -43,6 +45,8 @@ from .training.trainer import near_zero_fraction
 
 WALKS = ("xi", "ray")
 CSV, PLOT, CHOICE = "path.csv", "path.png", "choice.json"
+#: run folders (as ``fit`` writes them) of the chosen point and of its refit, inside the path's folder
+CHOSEN, REFIT = "chosen", "refit"
 
 
 def path_priors() -> tuple[str, ...]:
@@ -146,7 +150,8 @@ def point_config(config: RunConfig, strength: float, walk: str, ratio: float | N
 def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str = "xi",
                         ratio: float | None = None, target_keep: float | None = None, refit: bool = False,
                         refit_epochs: int = 30, data: ArrayData | None = None,
-                        log: Callable[[str], None] | None = None, progress: bool = False) -> PathResult:
+                        log: Callable[[str], None] | None = None, progress: bool = False,
+                        out: str | Path | None = None) -> PathResult:
     """Train along ``strengths`` with warm starts; choose a point for ``target_keep`` (see module doc).
 
     ``config`` fixes everything but the strengths: prior, data, network, the schedule of each
@@ -155,7 +160,10 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
     every keep fraction, the point with the best validation accuracy.  With it, the chosen point
     maximises validation accuracy at ``target_keep`` (the first such point on ties) and its test
     accuracy is reported; ``refit`` retrains that point's strengths from scratch with
-    ``refit_epochs`` epochs (``run_fit``) and reports that model too.
+    ``refit_epochs`` epochs (``run_fit``) and reports that model too.  With ``out``, the chosen
+    point is saved as a run folder ``out/chosen`` and the refit as ``out/refit`` (``model.pt``,
+    ``config.json``, ``metrics.json``, as ``fit`` writes them), so ``load_run`` and
+    ``python -m bayes_halo.export`` work on either.
     """
     check_path(config, strengths, walk, ratio, target_keep, refit, refit_epochs)
     keeps = tuple(sorted(set(config.prune.keep) | ({target_keep} if target_keep else set()), reverse=True))
@@ -183,16 +191,18 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
               "frontier": frontier(rows, keeps)}
     if target_keep is not None:
         best = choose(rows, target_keep)
-        module = build_module(point_config(config, strengths[best], walk, ratio), data.input_shape,
-                              data.n_classes, data.n_train, pilot)
+        chosen_config = point_config(config, strengths[best], walk, ratio)
+        module = build_module(chosen_config, data.input_shape, data.n_classes, data.n_train, pilot)
         module.load_state_dict(states[best])
         rows[best].update(_test(module, data, config, target_keep))
+        if out is not None:
+            _save_chosen(Path(out) / CHOSEN, chosen_config, module, data, pilot, rows[best]["train_seconds"])
         choice["chosen"] = {k: rows[best][k] for k in ("point", "xi", "psi", "cumulative_epochs", _val(target_keep),
                                                         "test_dense", "test_at_target")}
         choice["chosen"]["at_edge"] = grid_edge(best, len(strengths))
         if refit:
-            rows.append(_refit(point_config(config, strengths[best], walk, ratio), data, refit_epochs,
-                               target_keep, progress))
+            rows.append(_refit(chosen_config, data, refit_epochs, target_keep, progress,
+                               Path(out) / REFIT if out is not None else None))
             choice["refit"] = {k: rows[-1][k] for k in ("xi", "psi", "epochs", _val(target_keep),
                                                          "test_dense", "test_at_target")}
             say(_summary(rows[-1], keeps))
@@ -297,10 +307,19 @@ def _test(module: BayesianModule, data: ArrayData, config: RunConfig, keep: floa
             "test_at_target": split_accuracy(pruned, data, "test")}
 
 
-def _refit(config: RunConfig, data: ArrayData, epochs: int, keep: float, progress: bool) -> dict[str, Any]:
-    """Retrain the chosen strengths from scratch with the full schedule; the ``"refit"`` row."""
+def _save_chosen(out: Path, config: RunConfig, module: BayesianModule, data: ArrayData, pilot: Pilot | None,
+                 train_seconds: float) -> None:
+    """The chosen point as a run folder (its end-of-training network; ``config.json`` holds its strengths)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG, {**config.to_dict(), "version": __version__})
+    save_run(out, config, module, data, evaluate_run(module, data, config, train_seconds=train_seconds), pilot)
+
+
+def _refit(config: RunConfig, data: ArrayData, epochs: int, keep: float, progress: bool,
+           out: Path | None = None) -> dict[str, Any]:
+    """Retrain the chosen strengths from scratch with the full schedule (a run folder in ``out``); the ``"refit"`` row."""
     settings = config.replace(epochs=epochs)
-    metrics = run_fit(settings, progress=progress, data=data).metrics
+    metrics = run_fit(settings, out, overwrite=True, progress=progress, data=data).metrics
     magnitude = {r["keep"]: r for r in metrics["pruned"] if r["criterion"] == "magnitude"}
     return {"point": "refit", "xi": settings.prior.xi, "psi": settings.prior.psi, "epochs": epochs,
             "cumulative_epochs": epochs + pilot_epochs_used(settings), "val_dense": metrics["dense"]["val_accuracy"],

@@ -252,4 +252,4 @@ def test_resume_may_change_the_device_but_not_the_precision(tmp_path, capsys):
         assert again["pruned"] == first["pruned"]
     capsys.readouterr()
     assert main([*args, "--device", "cpu", "--precision", "bf16", "--resume"]) == 2
-    assert "different ['precision']" in capsys.readouterr().err
+    assert "--precision 32 -> bf16" in capsys.readouterr().err

@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..errors import BayesHaloError
-from .options import as_flags, flag_names, parse_or_status
+from ..errors import BayesHaloError, CheckpointError, ConfigError
+from .options import OneLineParser, as_flags, flag_names, parse_or_status
 
 DESCRIPTION = """\
 Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction exactly as fit
@@ -39,27 +40,25 @@ prediction differs (0 expected).
 examples:
   python -m bayes_halo.export experiments/default_run/run --keep 0.01 --out small.pt
   python -m bayes_halo.export runs/my-run --keep 0.02 --criterion halo-coefficient --onnx small.onnx
-exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --criterion) or a network export
-cannot shrink.
+A keep fraction that leaves a layer with fewer weights than classes is exported with a one-line
+warning on stderr; one that leaves a layer with no weight at all is refused.
+exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --criterion), a missing optional
+dependency (--onnx without the onnx extra) or a network export cannot shrink; nothing is written
+then.
 """
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr, exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.export``."""
-    parser = _OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION, epilog=EPILOG,
+    parser = OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION, epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run (holds model.pt and config.json)")
     parser.add_argument("--keep", type=float, required=True, help="fraction of the prunable weights kept, in (0, 1]")
     parser.add_argument("--criterion", default="magnitude",
-                        help="pruning criterion, as in the run's metrics.json: magnitude (default) or, "
-                             "for HALO runs, halo-coefficient")
+                        help="pruning criterion, as in the run's metrics.json: magnitude (default); "
+                             "halo-coefficient for HALO runs; snr, inclusion, posterior-magnitude (and "
+                             "map-magnitude = magnitude) for runs fitted with --svi, applied to the MAP network "
+                             "(metrics.json's accuracy_map_net)")
     parser.add_argument("--out", help="export file (default: RUN_DIR/small.pt)")
     parser.add_argument("--report", help="JSON report (default: export.json beside --out)")
     parser.add_argument("--onnx", nargs="?", const="", metavar="PATH",
@@ -105,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if onnx == "":
         onnx = str(args.out or f"{args.run_dir}/small.pt").rsplit(".", 1)[0] + ".onnx"
     try:
+        for warning in preflight(args.run_dir, args.keep, args.criterion, onnx is not None, args.evaluate):
+            print(warning, file=sys.stderr)
         report = export_run(args.run_dir, args.keep, args.criterion, out=args.out, report=args.report, onnx=onnx,
                             data_dir=args.data_dir, evaluate=args.evaluate)
     except BayesHaloError as err:
@@ -112,3 +113,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_report(report))
     return 0
+
+
+def preflight(run_dir: str, keep: float, criterion: str, onnx: bool, evaluate: bool) -> list[str]:
+    """Check what an export needs before it writes anything; return its warnings (thin layers).
+
+    Raises BayesHaloError for a missing optional dependency, a run folder without a model, or a
+    criterion the run cannot compute.
+    """
+    from ..extras import require
+    from ..pipeline import load_run, run_criteria
+    from ..pruning import keep_masks
+    from ..pruning.report import sparsity_table, thin_layer_warnings
+
+    if onnx:
+        require("onnx")
+        if evaluate:
+            require("onnxruntime")
+    if not (0 < keep <= 1):
+        raise ConfigError(f"`keep` must be in (0, 1], got {keep!r}")
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"RUN_DIR {run_dir} is not a folder holding a run (model.pt from bayes_halo.fit)")
+    run = load_run(run_dir)
+    criteria = run_criteria(run)
+    if criterion not in criteria:
+        raise ConfigError(f"unknown `criterion` {criterion!r} for this run: choose one of {', '.join(criteria)}"
+                          + ("" if "snr" in criteria else " (posterior criteria need a run fitted with --svi)"))
+    table = sparsity_table(keep_masks(criteria[criterion], keep, by=run.config.prune.prune_by))
+    empty = [row["layer"] for row in table if row["kept"] == 0]
+    if empty:
+        raise ConfigError(f"keeping {100 * keep:g}% by {criterion} leaves no weight in {', '.join(empty)}: the "
+                          "network's output no longer depends on its input; raise `keep`")
+    rows = [{"keep": keep, "criterion": criterion, **row} for row in table]
+    return thin_layer_warnings(rows, run.n_classes) if run.n_classes else []

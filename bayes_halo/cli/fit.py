@@ -13,6 +13,7 @@ from ..diagnostics.posterior_report import format_posterior
 from ..distributed import distributed_runtime
 from ..pipeline import run_fit
 from ..priors import PRIORS, trainable_priors
+from ..pruning.report import thin_layer_warnings
 from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
                       parse_or_status, run_command, run_config)
 from .table import format_metrics
@@ -102,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not runtime.master_process:
             return 0
         print(format_metrics(result.metrics))
+        for warning in thin_layer_warnings(result.metrics["sparsity"], result.metrics["n_classes"]):
+            print(warning, file=sys.stderr)
         if "posterior" in result.metrics:
             print(format_posterior(result.metrics["posterior"]))
         print(f"outputs in {out}/")

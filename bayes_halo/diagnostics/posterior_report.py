@@ -6,7 +6,9 @@ prunes by posterior criteria beside MAP magnitude at the same keep fractions, an
 ``posterior`` group holds the draws of the sites in ``keep_draws`` in full (``"all"``: every
 site) and of every other site (weights and hyper-variables alike) ``posterior_entries`` entries,
 evenly spaced along each dim; ``posterior_summary`` holds mean, sd, q05, q95 of every entry;
-``sample_stats`` the -ELBO per step.
+``sample_stats`` the -ELBO per step.  ``posterior_scores.pt`` holds the posterior pruning
+criteria's per-weight scores, so ``python -m bayes_halo.export --criterion snr`` prunes exactly
+as the run compared.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import save_figure
+from ..atomic import save_figure, save_torch
 from ..data import ArrayData
 from ..inference.svi import fit_svi
 from ..models.bayesian import BayesianModule
@@ -23,10 +25,13 @@ from ..pruning import keep_masks, magnitude_scores
 from ..config.sections import PosteriorConfig, PruneConfig
 from .arviz_export import save_inference_data, site_dims, svi_inference_data
 from .plots import plot_accuracy_vs_keep, plot_hyper_histograms, plot_layer_shrinkage, plot_map_vs_posterior
-from .posterior_pruning import best_criteria, compare_criteria
+from .posterior_pruning import CRITERIA, best_criteria, compare_criteria, criterion_scores
 from .shrinkage import layer_summary, weight_shrinkage
 
 POSTERIOR = "posterior.nc"
+SCORES, SCORES_FORMAT = "posterior_scores.pt", "bayes_halo-posterior-scores-v1"
+#: the posterior criteria a run with a posterior adds to export's choices (map-magnitude is ``magnitude``)
+POSTERIOR_CRITERIA = tuple(c for c in CRITERIA if c != "map-magnitude")
 PLOTS = ("shrinkage_forest.png", "map_vs_posterior.png", "lambda_histograms.png", "posterior_accuracy_vs_keep.png")
 
 
@@ -48,6 +53,9 @@ def posterior_report(module: BayesianModule, data: ArrayData, config: PosteriorC
     shrinkage = weight_shrinkage(draws, map_values, module.sites, module.prior)
     best = best_criteria(rows)
     if out is not None:
+        scores = criterion_scores(shrinkage)
+        save_torch(out / SCORES, {"format": SCORES_FORMAT, "scores": {
+            criterion: {site: s.cpu() for site, s in scores[criterion].items()} for criterion in POSTERIOR_CRITERIA}})
         _write(out, module, svi, draws, map_values, rows, config, prune, seed)
     return {"method": "svi (mean-field Gaussian from the MAP)", "epochs": config.svi_epochs, "lr": config.svi_lr,
             "num_samples": config.svi_samples, "neg_elbo_per_epoch": svi.epoch_losses,

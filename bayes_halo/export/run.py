@@ -12,9 +12,8 @@ from torch import Tensor, nn
 from .. import __version__
 from ..atomic import save_torch, write_json
 from ..errors import CheckpointError, ConfigError
-from ..pipeline import MODEL, load_data, load_run
+from ..pipeline import MODEL, load_data, load_run, run_criteria
 from ..pruning import keep_masks, pruned_copy
-from ..pruning.sweep import pruning_criteria
 from .loader import load_export
 from .network import ExportedNetwork, export_network
 from .onnx import onnx_available, onnx_logits, save_onnx
@@ -36,7 +35,7 @@ def export_run(run_dir: str | Path, keep: float, criterion: str = "magnitude", o
     if not (isinstance(keep, (int, float)) and math.isfinite(keep) and 0 < keep <= 1):
         raise ConfigError(f"`keep` must be in (0, 1], got {keep!r}")
     run = load_run(run_dir)
-    criteria = pruning_criteria(run.module)
+    criteria = run_criteria(run)
     if criterion not in criteria:
         raise ConfigError(f"unknown `criterion` {criterion!r} for this run: choose one of {', '.join(criteria)}")
     out = Path(out) if out is not None else run_dir / "small.pt"

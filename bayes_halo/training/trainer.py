@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..data import ArrayData
 from ..distributed import Runtime, local_runtime
 from ..errors import CheckpointError, ConfigError, DivergenceError
-from ..config.sections import TrainConfig
+from ..config.sections import TrainConfig, changed_settings
 from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .objective import TrainingObjective
@@ -202,9 +202,8 @@ def _restore(path: str | Path, module: BayesianModule, optimizer: torch.optim.Op
     """Load a checkpoint into the training state; returns the history so far."""
     state = load_checkpoint(path, required=("module", "optimizer", "schedule", "batches", "history", "signature"))
     if state["signature"] != signature:
-        changed = sorted(k for k in set(signature) | set(state["signature"])
-                         if state["signature"].get(k) != signature.get(k))
-        raise CheckpointError(f"cannot resume: the checkpoint {path} was trained with different {changed}")
+        raise CheckpointError(f"cannot resume: the checkpoint {path} was trained with other settings (saved -> now): "
+                              f"{changed_settings(state['signature'], signature)}")
     try:
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
