@@ -4,11 +4,13 @@ Each set-up (environment variables for the child process) runs the command twice
 alone, once while ``--load-procs`` busy processes (a pure-Python loop each, default: one per core)
 keep the cores busy.  Rounds interleave the set-ups, so a machine whose background load drifts
 affects them alike.  The table gives the median wall time per set-up and condition, the loaded /
-quiet ratio (the goal: at most 2.5) and each set-up's time relative to the first one.
+quiet ratio (the goal: at most 2.5) and each set-up's time relative to the first one; when the
+command leaves a ``metrics.json`` in ``{out}`` (``bayes_halo.fit`` does), a second table gives its
+``train_seconds`` (training alone, without start-up and evaluation) the same way.
 
     PYTHONPATH=. python benchmarks/under_load.py                       # a short default-style fit
     PYTHONPATH=. python benchmarks/under_load.py --rounds 3 -- python -m bayes_halo.fit --prior halo \\
-        --out /tmp/under-load --overwrite --no-progress                # the full default command
+        --out {out} --no-progress                                        # the full default command
 
 The command is run as given (``{out}`` in it is replaced by a fresh temporary folder per run).
 A set-up ``NAME=VAR=VALUE,VAR=VALUE`` (``--setup``) replaces the built-in list; ``entry-default``
@@ -19,6 +21,7 @@ machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import statistics
@@ -33,12 +36,11 @@ from pathlib import Path
 SETUPS: dict[str, dict[str, str]] = {
     "entry-default": {},
     "openmp-default": {"GOMP_SPINCOUNT": "300000"},  # libgomp's own default spin (no OMP_WAIT_POLICY)
-    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "one-thread": {"OMP_NUM_THREADS": "1"},
 }
-DEFAULT_COMMAND = [sys.executable, "-m", "bayes_halo.fit", "--epochs", "3", "--keep", "0.1", "--no-progress",
-                   "--overwrite", "--out", "{out}"]
+DEFAULT_COMMAND = [sys.executable, "-m", "bayes_halo.fit", "--epochs", "2", "--keep", "0.1", "--no-progress",
+                   "--out", "{out}"]
 #: variables a set-up controls: removed from the child's environment unless the set-up gives them
 CONTROLLED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 
@@ -63,8 +65,9 @@ def stop_load(load: Sequence[subprocess.Popen]) -> None:
         process.wait()
 
 
-def run_once(command: Sequence[str], env: dict[str, str], timeout: float) -> float:
-    """Wall seconds of one run of ``command`` with ``env`` (raises if it fails)."""
+def run_once(command: Sequence[str], env: dict[str, str], timeout: float) -> tuple[float, float | None]:
+    """Wall seconds of one run of ``command`` with ``env`` and its metrics.json's ``train_seconds`` if it
+    wrote one (stops the script if the command fails)."""
     child = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
     child.update(env)
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,16 +75,18 @@ def run_once(command: Sequence[str], env: dict[str, str], timeout: float) -> flo
         start = time.perf_counter()
         done = subprocess.run(argv, env=child, capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - start
+        metrics = Path(tmp) / "out" / "metrics.json"
+        train = json.loads(metrics.read_text())["train_seconds"] if metrics.is_file() else None
     if done.returncode != 0:
         raise SystemExit(f"under_load.py: error: {shlex.join(argv)} failed ({done.returncode}): "
                          f"{done.stderr.strip().splitlines()[-1:]}")
-    return seconds
+    return seconds, train
 
 
 def measure(command: Sequence[str], setups: dict[str, dict[str, str]], rounds: int, load_procs: int,
-            timeout: float) -> dict[tuple[str, str], list[float]]:
-    """``{(setup, "quiet" | "loaded"): [wall seconds per round]}``."""
-    times: dict[tuple[str, str], list[float]] = {}
+            timeout: float) -> dict[str, dict[tuple[str, str], list[float]]]:
+    """``{"wall" | "train": {(setup, "quiet" | "loaded"): [seconds per round]}}``."""
+    times: dict[str, dict[tuple[str, str], list[float]]] = {"wall": {}, "train": {}}
     for index in range(rounds):
         for name, env in setups.items():
             for condition in ("quiet", "loaded"):
@@ -89,12 +94,15 @@ def measure(command: Sequence[str], setups: dict[str, dict[str, str]], rounds: i
                 try:
                     time.sleep(0.5 if load else 0)  # the load processes are running before the command starts
                     before = os.getloadavg()[0]
-                    seconds = run_once(command, env, timeout)
+                    seconds, train = run_once(command, env, timeout)
                 finally:
                     stop_load(load)
-                times.setdefault((name, condition), []).append(seconds)
-                print(f"round {index + 1} {name:<16} {condition:<6} {seconds:7.1f} s (load average {before:.1f})",
-                      flush=True)
+                times["wall"].setdefault((name, condition), []).append(seconds)
+                if train is not None:
+                    times["train"].setdefault((name, condition), []).append(train)
+                print(f"round {index + 1} {name:<16} {condition:<6} wall {seconds:7.1f} s"
+                      + (f", training {train:7.1f} s" if train is not None else "")
+                      + f" (load average before: {before:.1f})", flush=True)
     return times
 
 
@@ -131,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setups = dict(parse_setup(s) for s in args.setup) if args.setup else SETUPS
     times = measure(command or DEFAULT_COMMAND, setups, args.rounds, args.load_procs, args.timeout)
     text = (f"command: {shlex.join(command or DEFAULT_COMMAND)}\n{os.cpu_count()} cores, {args.rounds} round(s), "
-            f"load: {args.load_procs} busy process(es); median wall seconds\n{table(times, list(setups))}")
+            f"load: {args.load_procs} busy process(es)\n\nmedian wall seconds\n{table(times['wall'], list(setups))}")
+    if times["train"]:
+        text += f"\n\nmedian training seconds (metrics.json train_seconds)\n{table(times['train'], list(setups))}"
     print(text)
     if args.table:
         args.table.write_text(text + "\n")

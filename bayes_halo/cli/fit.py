@@ -14,6 +14,7 @@ from ..distributed import distributed_runtime
 from ..pipeline import run_fit
 from ..priors import PRIORS, trainable_priors
 from ..pruning.report import thin_layer_warnings
+from ..threads import THREADING_HELP
 from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
                       parse_or_status, run_command, run_config)
 from .table import format_metrics
@@ -48,6 +49,8 @@ examples:
   torchrun --standalone --nproc_per_node 4 -m bayes_halo.fit --device cuda --out runs/ddp
                                   # 4 GPUs; --batch-size stays the global batch, rank 0 writes
 exit status: 0 on success, 2 on bad input, missing data, corrupt checkpoints or divergence.
+
+{threading}
 """
 
 
@@ -74,7 +77,7 @@ def strength_defaults() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.fit``, derived from the run's config declarations."""
     parser = OneLineParser(prog="python -m bayes_halo.fit", description=DESCRIPTION,
-                           epilog=EPILOG.format(defaults=strength_defaults()),
+                           epilog=EPILOG.format(defaults=strength_defaults(), threading=THREADING_HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, RunConfig())
     add_fields(parser.add_argument_group("output"), OutputOptions, OutputOptions())

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config.fields import setting
 from ..config.sections import RunConfig
 from ..errors import ConfigError
+from ..threads import THREADING_HELP
 from ..regpath import CHOICE, CHOSEN, CSV, PLOT, REFIT, PathConfig, path_priors, regularization_path, write_outputs
 from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
                       parse_or_status, run_command, run_config)
@@ -53,6 +54,8 @@ examples:
   python -m bayes_halo.path --prior halo --walk ray --ratio 3 --from 1e-5 --to 1e-4 --points 4
   python -m bayes_halo.path --dataset digits --val-size 300 --prior laplace --epochs 3 --target-keep 0.05
 exit status: 0 on success, 2 on bad input, missing data or divergence.
+
+{threading}
 """
 
 
@@ -71,7 +74,7 @@ class PathOutput:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.path``: the path's settings plus the run's, derived from their declarations."""
-    parser = OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION, epilog=EPILOG,
+    parser = OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION, epilog=EPILOG.format(threading=THREADING_HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_fields(parser.add_argument_group("the path"), PathConfig, PathConfig())
     add_run_arguments(parser, RunConfig.from_flat(**PATH_BASE), skip={"xi"},

@@ -198,7 +198,8 @@ class RunConfig:
     prune: PruneConfig = dataclasses.field(default_factory=PruneConfig)
     posterior: PosteriorConfig = dataclasses.field(default_factory=PosteriorConfig)
     seed: int = setting(0, "seeds the initialisation, the batch order and the validation split", at_least(0))
-    threads: int | None = setting(None, "torch CPU threads (default: torch's choice)", at_least(1))
+    threads: int | None = setting(None, "torch CPU threads (default: OMP_NUM_THREADS if set, else torch's choice: "
+                                  "one per core)", at_least(1))
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():

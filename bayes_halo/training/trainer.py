@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from ..data import ArrayData
 from ..distributed import Runtime, local_runtime
@@ -35,6 +34,7 @@ from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .objective import TrainingObjective
 from .optim import PriorSGD, compile_pays
+from .progress import Progress
 
 
 @dataclass
@@ -112,7 +112,7 @@ def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: in
             raise CheckpointError("resume needs a checkpoint path")
         history = _restore(checkpoint, module, optimizer, schedule, batches, crops, signature or {})
     data = data.to(runtime.device)
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
+    bar = Progress(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
                disable=not (progress and runtime.master_process), desc=label, unit="step", dynamic_ncols=True,
                mininterval=0.5)
     try:
@@ -147,7 +147,7 @@ def _wrap(module: BayesianModule, config: TrainConfig, runtime: Runtime) -> nn.M
 
 
 def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: TrainConfig,
-           optimizer: torch.optim.Optimizer, batches: torch.Generator, crops: torch.Generator, epoch: int, bar: tqdm,
+           optimizer: torch.optim.Optimizer, batches: torch.Generator, crops: torch.Generator, epoch: int, bar: Progress,
            runtime: Runtime) -> dict[str, float]:
     """One pass over the training set; returns the epoch's record.
 

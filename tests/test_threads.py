@@ -1,0 +1,63 @@
+"""The entry points' OpenMP set-up and the progress bar's warm-up (no training)."""
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bayes_halo.threads import SPINCOUNT, entry_point_threading, is_entry_point
+from bayes_halo.training.progress import Progress
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["python", "-m", "bayes_halo.fit", "--prior", "halo"], True),
+    (["python3", "-u", "-m", "bayes_halo.export", "run", "--keep", "0.1"], True),
+    (["python", "-m", "bayes_halo.path"], True),
+    (["python", "-m", "pytest", "-m", "slow"], False),
+    (["python", "script.py", "bayes_halo.fit"], False),
+])
+def test_entry_points_are_recognised(argv, expected):
+    assert is_entry_point(argv) is expected
+
+
+@pytest.mark.parametrize("environ, modules, argv, expected", [
+    ({}, {}, ["python", "-m", "bayes_halo.fit"], {"GOMP_SPINCOUNT": SPINCOUNT}),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, {}, ["python", "-m", "bayes_halo.fit"], {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ({"GOMP_SPINCOUNT": "5"}, {}, ["python", "-m", "bayes_halo.fit"], {"GOMP_SPINCOUNT": "5"}),
+    ({}, {"torch": object()}, ["python", "-m", "bayes_halo.fit"], {}),  # too late: libgomp has read its environment
+    ({}, {}, ["python", "my_script.py"], {}),  # a library user's program is left alone
+])
+def test_the_user_s_choice_wins(environ, modules, argv, expected):
+    entry_point_threading(argv, environ, modules)
+    assert environ == expected
+
+
+def test_set_before_torch_loads_in_a_real_interpreter():
+    """What libgomp sees at load: the variable is in the environment before ``import torch`` runs."""
+    code = ("import sys; sys.orig_argv[:] = ['python', '-m', 'bayes_halo.fit']; import bayes_halo, os; "
+            "print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == [SPINCOUNT, "True"]
+
+
+def test_progress_estimates_from_the_steps_after_the_warm_up():
+    """A 100 s first step (a compile) does not enter the rate: 10 steps of 0.5 s after the warm-up give 2 steps/s."""
+    clock = [0.0]
+    bar = Progress(total=100, file=io.StringIO(), warmup=5, mininterval=0)
+    bar._time = lambda: clock[0]
+    bar.start_t = 0.0
+    clock[0] = 100.0
+    bar.update(1)
+    assert "estimating" in str(bar) and "<" not in str(bar)
+    for _ in range(4):
+        clock[0] += 1.0
+        bar.update(1)
+    str(bar)  # the first display after the warm-up starts the clock of the estimate
+    for _ in range(10):
+        clock[0] += 0.5
+        bar.update(1)
+    assert bar.format_dict["rate"] == pytest.approx(2.0)
+    assert "<00:42" in str(bar)  # 85 steps left at 2 steps/s
+    bar.close()
