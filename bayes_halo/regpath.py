@@ -259,10 +259,12 @@ def plot_path(rows: Sequence[dict[str, Any]], keeps: Sequence[float], choice: di
               target: float | None):
     """Validation accuracy (dense and pruned) and sparsity against xi, one marker per point."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     points = [r for r in rows if r["point"] != "refit"]
     xi = [r["xi"] for r in points]
-    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 6.5), height_ratios=(2, 1))
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8.5, 6.5), height_ratios=(2, 1),
+                                         layout="constrained")
     top.plot(xi, [100 * r["val_dense"] for r in points], "k-o", label="dense (unpruned)")
     for keep in keeps:
         top.plot(xi, [100 * r[_val(keep)] for r in points], "-o", markersize=4,
@@ -271,16 +273,20 @@ def plot_path(rows: Sequence[dict[str, Any]], keeps: Sequence[float], choice: di
         chosen = choice["chosen"]
         top.plot([chosen["xi"]], [100 * chosen[_val(target)]], "r*", markersize=16, label="chosen point")
     top.set_ylabel("validation accuracy (%)")
-    top.legend(fontsize=8, loc="lower left")
-    top.grid(True, which="both", alpha=0.3)
+    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    top.grid(True, alpha=0.3)
     ray = f"psi = {choice['ratio']:g} * xi" if choice["walk"] == "ray" else (
         f"psi = {points[0]['psi']:g} fixed" if points[0]["psi"] is not None else "")
     top.set_title(f"{choice['prior']} regularisation path (warm starts) {ray}".strip(), fontsize=10)
     bottom.plot(xi, [100 * r["near_zero"] for r in points], "b-o")
     bottom.set_ylabel("weights with |w| < 1e-3 (%)")
     bottom.set_xscale("log")
-    bottom.set_xlabel("xi (per-example penalty strength, log scale)")
-    bottom.grid(True, which="both", alpha=0.3)
+    bottom.xaxis.set_major_locator(FixedLocator(xi))  # one labelled tick per point, nothing in between
+    bottom.xaxis.set_major_formatter(lambda v, _: f"{v:.2g}")
+    bottom.xaxis.set_minor_locator(NullLocator())
+    bottom.tick_params(axis="x", labelrotation=30 if len(xi) > 4 else 0)
+    bottom.set_xlabel("xi (per-example penalty strength, log scale; a tick per path point)")
+    bottom.grid(True, alpha=0.3)
     return figure
 
 

@@ -111,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "posterior" in result.metrics:
             print(format_posterior(result.metrics["posterior"]))
         print(f"outputs in {out}/")
+        criterion = " --criterion snr" if "posterior" in result.metrics else ""
+        print(f"export a pruned network: python -m bayes_halo.export {out} --keep {min(config.prune.keep):g}{criterion}")
         return 0
 
     try:
