@@ -254,7 +254,7 @@ def test_default_run_export_matches_masked_network(mnist, keep, tmp_path):
         assert (small(mnist.x_test).argmax(1) == mnist.y_test).double().mean().item() == recorded
     assert report["nonzero_before"] == round(keep * 266_200)
     assert report["architecture_after"] == "-".join(map(str, mlp_widths(masked)))
-    if keep == 0.01:  # the issue's goal: at most 5 % of the dense weights' bytes
+    if keep == 0.01:  # the goal: at most 5 % of the dense weights' bytes
         assert report["export_bytes"] <= 0.05 * report["dense_weights_bytes"]
 
 

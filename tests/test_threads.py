@@ -3,10 +3,11 @@ import io
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from bayes_halo.threads import SPINCOUNT, entry_point_threading, is_entry_point
+from bayes_halo.threads import SPINCOUNT, busy_cores, entry_point_threading, is_entry_point
 from bayes_halo.training.progress import Progress
 
 
@@ -21,25 +22,42 @@ def test_entry_points_are_recognised(argv, expected):
     assert is_entry_point(argv) is expected
 
 
-@pytest.mark.parametrize("environ, modules, argv, expected", [
-    ({}, {}, ["python", "-m", "bayes_halo.fit"], {"GOMP_SPINCOUNT": SPINCOUNT}),
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, {}, ["python", "-m", "bayes_halo.fit"], {"OMP_WAIT_POLICY": "ACTIVE"}),
-    ({"GOMP_SPINCOUNT": "5"}, {}, ["python", "-m", "bayes_halo.fit"], {"GOMP_SPINCOUNT": "5"}),
-    ({}, {"torch": object()}, ["python", "-m", "bayes_halo.fit"], {}),  # too late: libgomp has read its environment
-    ({}, {}, ["python", "my_script.py"], {}),  # a library user's program is left alone
+FIT = ["python", "-m", "bayes_halo.fit"]
+
+
+@pytest.mark.parametrize("environ, modules, argv, busy, expected", [
+    ({}, {}, FIT, 0.0, {"GOMP_SPINCOUNT": SPINCOUNT}),  # idle cores: a bounded spin
+    ({}, {}, FIT, 0.9, {"GOMP_SPINCOUNT": SPINCOUNT}),  # under half of the 2 cores busy
+    ({}, {}, FIT, 1.0, {"OMP_WAIT_POLICY": "PASSIVE"}),  # half of them busy already: sleep at once
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, {}, FIT, 5.0, {"OMP_WAIT_POLICY": "ACTIVE"}),
+    ({"GOMP_SPINCOUNT": "5"}, {}, FIT, 5.0, {"GOMP_SPINCOUNT": "5"}),
+    ({}, {"torch": object()}, FIT, 0.0, {}),  # too late: libgomp has read its environment
+    ({}, {}, ["python", "my_script.py"], 0.0, {}),  # a library user's program is left alone
 ])
-def test_the_user_s_choice_wins(environ, modules, argv, expected):
-    entry_point_threading(argv, environ, modules)
+def test_the_user_s_choice_wins_then_the_load_decides(environ, modules, argv, busy, expected):
+    entry_point_threading(argv, environ, modules, busy=lambda: busy, cores=2)
     assert environ == expected
 
 
+def test_busy_cores_counts_other_runnable_tasks():
+    """While two busy loops of ours run, the count of other runnable tasks is at least about 2."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.5)
+        assert busy_cores(samples=20, interval=0.01) >= 1.5
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
 def test_set_before_torch_loads_in_a_real_interpreter():
-    """What libgomp sees at load: the variable is in the environment before ``import torch`` runs."""
+    """What libgomp sees at load: the wait policy is in the environment before ``import torch`` runs."""
     code = ("import sys; sys.orig_argv[:] = ['python', '-m', 'bayes_halo.fit']; import bayes_halo, os; "
-            "print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
+            "print(os.environ.get('GOMP_SPINCOUNT') or os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert done.stdout.split() == [SPINCOUNT, "True"]
+    assert done.stdout.split()[0] in (SPINCOUNT, "PASSIVE") and done.stdout.split()[1] == "True"
 
 
 def test_progress_estimates_from_the_steps_after_the_warm_up():
