@@ -20,13 +20,13 @@ Variants:
   MAP epoch, so its ratio to ``halo`` is the SVI-epoch / MAP-epoch ratio).
 
 OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set), which suits a shared
-machine; on a quiet one run it with ``OMP_WAIT_POLICY=ACTIVE`` (see the README's speed section).
+machine; on a quiet one run it with ``OMP_WAIT_POLICY=ACTIVE`` (docs/guide/speed.md).
 """
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; suits a shared machine (README)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; suits a shared machine (docs/guide/speed.md)
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
