@@ -323,7 +323,8 @@ def _save_chosen(out: Path, config: RunConfig, module: BayesianModule, data: Arr
 
 def _refit(config: RunConfig, data: ArrayData, epochs: int, keep: float, progress: bool,
            out: Path | None = None) -> dict[str, Any]:
-    """Retrain the chosen strengths from scratch with the full schedule (a run folder in ``out``); the ``"refit"`` row."""
+    """Retrain the chosen strengths from scratch with the full schedule (a run folder in ``out``);
+    returns the ``"refit"`` row."""
     settings = config.replace(epochs=epochs)
     metrics = run_fit(settings, out, overwrite=True, progress=progress, data=data).metrics
     magnitude = {r["keep"]: r for r in metrics["pruned"] if r["criterion"] == "magnitude"}

@@ -124,7 +124,8 @@ def svi_step(prior) -> Callable[[torch.Tensor, torch.Tensor], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=30, help="steps per variant per round")

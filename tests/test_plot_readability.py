@@ -30,7 +30,8 @@ def assert_no_overlap(labels):
 
 
 def test_accuracy_vs_keep_labels_every_keep_fraction_and_nothing_else():
-    rows = [{"keep": k, "criterion": c, "test_accuracy": 0.95} for k in KEEPS for c in ("magnitude", "snr", "inclusion")]
+    rows = [{"keep": k, "criterion": c, "test_accuracy": 0.95}
+            for k in KEEPS for c in ("magnitude", "snr", "inclusion")]
     ax = plot_accuracy_vs_keep(rows, dense_accuracy=0.97).axes[0]
     labels = tick_labels(ax)
     assert [t.get_text() for t in labels] == ["1%", "2%", "5%", "10%"]

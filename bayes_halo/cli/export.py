@@ -51,7 +51,8 @@ then.
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.export``."""
-    parser = OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION, epilog=EPILOG + "\n" + THREADING_HELP,
+    parser = OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION,
+                           epilog=EPILOG + "\n" + THREADING_HELP,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run (holds model.pt and config.json)")
     parser.add_argument("--keep", type=float, required=True, help="fraction of the prunable weights kept, in (0, 1]")

@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_posterior(result.metrics["posterior"]))
         print(f"outputs in {out}/")
         criterion = " --criterion snr" if "posterior" in result.metrics else ""
-        print(f"export a pruned network: python -m bayes_halo.export {out} --keep {min(config.prune.keep):g}{criterion}")
+        print(f"export a pruned network: python -m bayes_halo.export {out} --keep {min(config.prune.keep):g}"
+              + criterion)
         return 0
 
     try:

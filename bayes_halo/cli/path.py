@@ -74,7 +74,8 @@ class PathOutput:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.path``: the path's settings plus the run's, derived from their declarations."""
-    parser = OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION, epilog=EPILOG.format(threading=THREADING_HELP),
+    parser = OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION,
+                           epilog=EPILOG.format(threading=THREADING_HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_fields(parser.add_argument_group("the path"), PathConfig, PathConfig())
     add_run_arguments(parser, RunConfig.from_flat(**PATH_BASE), skip={"xi"},

@@ -147,8 +147,8 @@ def _wrap(module: BayesianModule, config: TrainConfig, runtime: Runtime) -> nn.M
 
 
 def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: TrainConfig,
-           optimizer: torch.optim.Optimizer, batches: torch.Generator, crops: torch.Generator, epoch: int, bar: Progress,
-           runtime: Runtime) -> dict[str, float]:
+           optimizer: torch.optim.Optimizer, batches: torch.Generator, crops: torch.Generator, epoch: int,
+           bar: Progress, runtime: Runtime) -> dict[str, float]:
     """One pass over the training set; returns the epoch's record.
 
     Sums stay on the device and are read once, at the end: ``nll`` is the mean over examples of

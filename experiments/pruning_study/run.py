@@ -236,7 +236,8 @@ def at_least_zero(text: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="a study config, e.g. configs/lenet300.json")
     parser.add_argument("--workers", type=positive,
                         help="runs at once: worker processes of one torch thread (pool), or jobs submitted and "
