@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import statistics
@@ -73,7 +74,10 @@ def run_once(command: Sequence[str], env: dict[str, str], timeout: float) -> tup
     with tempfile.TemporaryDirectory() as tmp:
         argv = [part.replace("{out}", str(Path(tmp) / "out")) for part in command]
         start = time.perf_counter()
-        done = subprocess.run(argv, env=child, capture_output=True, text=True, timeout=timeout)
+        try:
+            done = subprocess.run(argv, env=child, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return math.inf, None  # abandoned: shown as "inf" (longer than --timeout)
         seconds = time.perf_counter() - start
         metrics = Path(tmp) / "out" / "metrics.json"
         train = json.loads(metrics.read_text())["train_seconds"] if metrics.is_file() else None
@@ -130,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--setup", action="append", metavar="NAME=VAR=VALUE,...",
                         help="a threading set-up (repeatable; replaces the built-in list: "
                              + ", ".join(SETUPS) + ")")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds before one run is abandoned")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds before one run is abandoned (its time shows as inf)")
     parser.add_argument("--table", type=Path, help="also write the table to this file")
     parser.add_argument("command", nargs=argparse.REMAINDER,
                         help="the command after -- (default: a 3-epoch default-style fit)")

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,20 @@ def test_progress_estimates_from_the_steps_after_the_warm_up():
     assert bar.format_dict["rate"] == pytest.approx(2.0)
     assert "<00:42" in str(bar)  # 85 steps left at 2 steps/s
     bar.close()
+
+
+def test_under_load_benchmark_runs_each_setup_quiet_and_loaded(tmp_path, capsys):
+    """benchmarks/under_load.py on a trivial command: every set-up's environment reaches the child, both
+    conditions run, and the first set-up's ratios to itself are 1."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import under_load
+    finally:
+        sys.path.pop(0)
+    check = "import os, sys; sys.exit(os.environ['X'] not in ('1', '2') or 'OMP_WAIT_POLICY' in os.environ)"
+    table = tmp_path / "table.txt"
+    assert under_load.main(["--load-procs", "1", "--setup", "a=X=1", "--setup", "b=X=2,GOMP_SPINCOUNT=5",
+                            "--table", str(table), "--", sys.executable, "-c", check]) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in table.read_text().splitlines() if line[:2] in ("a ", "b ")}
+    assert set(rows) == {"a", "b"}
+    assert rows["a"][3:5] == ["1.00", "1.00"] and len(rows["b"]) == 5
