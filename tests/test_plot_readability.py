@@ -110,6 +110,10 @@ def test_posterior_forest_is_one_readable_row_per_entry():
         if not arviz_compat.ARVIZ_1:  # 0.23 labels rows as y ticks (1.x draws its labels as text)
             rows = [t for t in figures[name].axes[0].get_yticklabels() if t.get_text()]
             assert len(rows) == entries
+    big = plots.plot_posterior_forest(svi_inference_data({"u": rng.normal(size=(20, 300, 100))}, [1.0]), "u")
+    assert big.get_size_inches()[1] < 0.28 * 48 + 2  # a 30,000-entry layer: about 48 rows, not 30,000
+    if not arviz_compat.ARVIZ_1:
+        assert len([t for t in big.axes[0].get_yticklabels() if t.get_text()]) == 6 * 6
     with pytest.raises(Exception, match="not in the posterior"):
         plots.plot_posterior_forest(small, "u")
 

@@ -173,18 +173,26 @@ def plot_accuracy_vs_keep(rows: Iterable[Mapping], path: str | Path | None = Non
     return _finish(pruning_plot.plot_accuracy_vs_keep(rows, **options), path)
 
 
-def plot_posterior_forest(result: Result, var_name: str, prob: float = 0.9, path: str | Path | None = None) -> Figure:
+def plot_posterior_forest(result: Result, var_name: str, prob: float = 0.9, max_rows: int = 48,
+                          path: str | Path | None = None) -> Figure:
     """ArviZ's forest plot of one variable of a posterior (e.g. one layer's weights in ``posterior.nc``):
-    mean and ``prob`` HDI per stored entry, the figure's height sized to the number of entries."""
+    mean and ``prob`` HDI per entry, at most about ``max_rows`` entries (evenly spaced along each dim,
+    first and last included), the figure's height sized to the rows drawn."""
     import matplotlib.pyplot as plt
 
     posterior = arviz_compat.group(result, "posterior")
     if var_name not in posterior:
         raise ConfigError(f"{var_name!r} is not in the posterior group; it holds {', '.join(posterior.data_vars)}")
-    entries = int(np.prod([posterior.sizes[d] for d in posterior[var_name].dims if d not in ("chain", "draw")]))
+    dims = [d for d in posterior[var_name].dims if d not in ("chain", "draw")]
+    per_dim = max(1, int(max_rows ** (1 / len(dims)))) if dims else 1
+    coords = {d: posterior[d].values[np.unique(np.linspace(0, posterior.sizes[d] - 1, per_dim).round().astype(int))]
+              for d in dims if posterior.sizes[d] > per_dim}
+    rows = int(np.prod([len(coords[d]) if d in coords else posterior.sizes[d] for d in dims]))
     method = str(posterior.attrs.get("inference", "posterior")).upper()
-    fig = arviz_compat.plot_forest({method: result}, [var_name], prob, figsize=(6.5, 0.28 * entries + 1.6))
-    fig.suptitle(f"{var_name}: {method} posterior, mean and {prob:.0%} HDI per stored entry", fontsize=10)
+    fig = arviz_compat.plot_forest({method: result}, [var_name], prob, coords=coords,
+                                   figsize=(6.5, 0.28 * rows + 1.6))
+    shown = f"{rows} evenly spaced entries" if coords else "every stored entry"
+    fig.suptitle(f"{var_name}: {method} posterior, mean and {prob:.0%} HDI, {shown}", fontsize=10)
     plt.close(fig)
     return _finish(fig, path)
 
