@@ -102,8 +102,8 @@ def measure(command: Sequence[str], setups: dict[str, dict[str, str]], rounds: i
                 finally:
                     stop_load(load)
                 times["wall"].setdefault((name, condition), []).append(seconds)
-                if train is not None:
-                    times["train"].setdefault((name, condition), []).append(train)
+                if train is not None or math.isinf(seconds):  # an abandoned run: inf in both tables
+                    times["train"].setdefault((name, condition), []).append(seconds if train is None else train)
                 print(f"round {index + 1} {name:<16} {condition:<6} wall {seconds:7.1f} s"
                       + (f", training {train:7.1f} s" if train is not None else "")
                       + f" (load average before: {before:.1f})", flush=True)
