@@ -12,9 +12,9 @@ The main objects:
 """
 from __future__ import annotations
 
-# The package sets no threading policy of its own: OpenMP's default (spinning waits) is about
-# twice as fast on a machine of one's own; on cores shared with other busy processes, set
-# OMP_WAIT_POLICY=PASSIVE before starting Python (README, "Speed").
+from .threads import entry_point_threading
+
+entry_point_threading()  # python -m bayes_halo.fit/path/export: a bounded OpenMP spin, set before torch loads
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -24,3 +24,7 @@ class CheckpointError(BayesHaloError):
 
 class DivergenceError(BayesHaloError, FloatingPointError):
     """Training produced a non-finite loss or parameter."""
+
+
+class MissingDependencyError(BayesHaloError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""

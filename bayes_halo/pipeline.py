@@ -20,9 +20,9 @@ from torch import nn
 from . import __version__
 from .atomic import save_figure, save_torch, write_json, write_text
 from .config import priors as config_priors
-from .config.sections import RunConfig, TrainConfig
+from .config.sections import RunConfig, TrainConfig, changed_settings
 from .data import ArrayData, load_dataset
-from .diagnostics.posterior_report import posterior_report
+from .diagnostics.posterior_report import SCORES, SCORES_FORMAT, posterior_report
 from .distributed import Runtime, distributed_runtime, local_runtime
 from .errors import CheckpointError, ConfigError
 from .models import build_model, prunable_parameters
@@ -52,6 +52,7 @@ class FitResult:
     metrics: dict[str, Any]
     out_dir: Path | None = None
     input_shape: tuple[int, ...] | None = None  # ``(C, H, W)`` of one input image, ``(T,)`` of one sequence
+    n_classes: int | None = None
 
 
 @dataclass
@@ -175,13 +176,19 @@ def run_fit(config: RunConfig, out_dir: str | Path | None = None, resume: bool =
         metrics["posterior"] = posterior_report(module, data, config.posterior, config.prune, seed=config.seed,
                                                 batch_size=config.train.batch_size, out=out, progress=progress)
     if out is not None:
-        save_torch(out / MODEL, {"format": MODEL_FORMAT, "config": config.to_dict(),
-                                 "input_shape": list(data.input_shape), "n_classes": data.n_classes,
-                                 "n_data": data.n_observations, "task": data.task,
-                                 "module": {k: v.cpu() for k, v in module.state_dict().items()},
-                                 "pilot": pilot.weights if pilot else None})
-        _write_outputs(out, metrics)
-    return FitResult(config, module, metrics, out, data.input_shape)
+        save_run(out, config, module, data, metrics, pilot)
+    return FitResult(config, module, metrics, out, data.input_shape, data.n_classes)
+
+
+def save_run(out: Path, config: RunConfig, module: BayesianModule, data: ArrayData, metrics: dict[str, Any],
+             pilot: Pilot | None = None) -> None:
+    """``model.pt`` (what :func:`load_run` reads), ``metrics.json``, ``sparsity.csv`` and the plot, atomically."""
+    save_torch(out / MODEL, {"format": MODEL_FORMAT, "config": config.to_dict(),
+                             "input_shape": list(data.input_shape), "n_classes": data.n_classes,
+                             "n_data": data.n_observations, "task": data.task,
+                             "module": {k: v.cpu() for k, v in module.state_dict().items()},
+                             "pilot": pilot.weights if pilot else None})
+    _write_outputs(out, metrics)
 
 
 def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, train_seconds: float = float("nan"),
@@ -210,7 +217,8 @@ def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, tra
     metrics = {"prior": config.prior.prior, "groups": config.prior.groups, "model": config.model.model,
                "dataset": config.data.dataset,
                "epochs": config.train.epochs, "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,
-               "train_seconds": train_seconds, "n_train": data.n_train, "data_source": data.source,
+               "train_seconds": train_seconds, "n_train": data.n_train, "n_classes": data.n_classes,
+               "data_source": data.source,
                **({"data_details": dict(data.details)} if data.details else {}), "task": data.task,
                "metric": metric, "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
     if module.groupings:  # whole groups by norm and learned coefficient, measured after physical removal
@@ -245,7 +253,17 @@ def load_run(out_dir: str | Path) -> FitResult:
     except RuntimeError as err:
         raise CheckpointError(f"{out / MODEL} does not fit a {config.model.model} network: {err}") from None
     metrics = json.loads((out / METRICS).read_text()) if (out / METRICS).exists() else {}
-    return FitResult(config, module, metrics, out, tuple(state["input_shape"]))
+    return FitResult(config, module, metrics, out, tuple(state["input_shape"]), state["n_classes"])
+
+
+def run_criteria(run: FitResult) -> dict[str, dict[str, torch.Tensor]]:
+    """Every pruning criterion a saved run can compute: its module's (``magnitude``, the prior's
+    coefficient) and, when it has a posterior (``fit --svi``), the posterior ones saved beside it."""
+    criteria = pruning_criteria(run.module)
+    if run.out_dir is not None and (run.out_dir / SCORES).is_file():
+        saved = load_checkpoint(run.out_dir / SCORES, required=("scores",), format=SCORES_FORMAT)["scores"]
+        criteria.update(saved, **{"map-magnitude": criteria["magnitude"]})
+    return criteria
 
 
 def _prepare_out_dir(out: Path, config: RunConfig, resume: bool, overwrite: bool, write: bool = True) -> None:
@@ -257,12 +275,15 @@ def _prepare_out_dir(out: Path, config: RunConfig, resume: bool, overwrite: bool
         raise ConfigError(f"{out} exists and is not a folder; choose another `out`")
     existing = [name for name in (CHECKPOINT, MODEL, METRICS, PILOT) if (out / name).exists()]
     if resume:
+        if not any((out / name).exists() for name in (CONFIG, CHECKPOINT, PILOT)):
+            raise ConfigError(f"nothing to resume in {out}: no run was started there; drop `resume` to start one, "
+                              "or give the `out` of an interrupted run")
         if (out / CONFIG).exists():
             saved = RunConfig.from_dict(json.loads((out / CONFIG).read_text())).training_signature()
-            now = config.training_signature()
-            if saved != now:
-                changed = sorted(k for k in now if saved.get(k) != now[k])
-                raise CheckpointError(f"cannot resume {out}: it was started with different {changed}")
+            changed = changed_settings(saved, config.training_signature())
+            if changed:
+                raise CheckpointError(f"cannot resume {out}: settings differ from the saved run's (saved -> now): "
+                                      f"{changed}; give the saved values, or start a new run without `resume`")
     elif existing and not overwrite:
         raise ConfigError(f"{out} already holds a run ({', '.join(existing)}); pass `resume` to continue it "
                           "or `overwrite` to replace it, or choose another `out`")

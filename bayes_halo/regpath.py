@@ -36,7 +36,9 @@ from .data import ArrayData
 from .distributed import resolve_device
 from .errors import ConfigError
 from .models.bayesian import BayesianModule
-from .pipeline import data_module, load_data, pilot_epochs_used, pilot_fit, run_fit, starting_module, train_module
+from . import __version__
+from .pipeline import (CONFIG, Pilot, data_module, evaluate_run, load_data, pilot_epochs_used, pilot_fit, run_fit,
+                       save_run, starting_module, train_module)
 from .priors import PRIORS, prior_class
 from .pruning import keep_masks, magnitude_scores, pruned_copy
 from .training.evaluate import split_score
@@ -44,6 +46,8 @@ from .training.trainer import near_zero_fraction
 
 WALKS = ("xi", "ray")
 CSV, PLOT, CHOICE = "path.csv", "path.png", "choice.json"
+#: run folders (as ``fit`` writes them) of the chosen point and of its refit, inside the path's folder
+CHOSEN, REFIT = "chosen", "refit"
 
 
 def path_priors() -> tuple[str, ...]:
@@ -146,7 +150,8 @@ def point_config(config: RunConfig, strength: float, walk: str, ratio: float | N
 def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str = "xi",
                         ratio: float | None = None, target_keep: float | None = None, refit: bool = False,
                         refit_epochs: int = 30, data: ArrayData | None = None,
-                        log: Callable[[str], None] | None = None, progress: bool = False) -> PathResult:
+                        log: Callable[[str], None] | None = None, progress: bool = False,
+                        out: str | Path | None = None) -> PathResult:
     """Train along ``strengths`` with warm starts; choose a point for ``target_keep`` (see module doc).
 
     ``config`` fixes everything but the strengths: prior, data, network, the schedule of each
@@ -155,7 +160,10 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
     every keep fraction, the point with the best validation accuracy.  With it, the chosen point
     maximises validation accuracy at ``target_keep`` (the first such point on ties) and its test
     accuracy is reported; ``refit`` retrains that point's strengths from scratch with
-    ``refit_epochs`` epochs (``run_fit``) and reports that model too.
+    ``refit_epochs`` epochs (``run_fit``) and reports that model too.  With ``out``, the chosen
+    point is saved as a run folder ``out/chosen`` and the refit as ``out/refit`` (``model.pt``,
+    ``config.json``, ``metrics.json``, as ``fit`` writes them), so ``load_run`` and
+    ``python -m bayes_halo.export`` work on either.
     """
     check_path(config, strengths, walk, ratio, target_keep, refit, refit_epochs)
     keeps = tuple(sorted(set(config.prune.keep) | ({target_keep} if target_keep else set()), reverse=True))
@@ -186,15 +194,18 @@ def regularization_path(config: RunConfig, strengths: Sequence[float], walk: str
               "frontier": frontier(rows, keeps)}
     if target_keep is not None:
         best = choose(rows, target_keep)
-        module = data_module(point_config(config, strengths[best], walk, ratio), data, pilot)
+        chosen_config = point_config(config, strengths[best], walk, ratio)
+        module = data_module(chosen_config, data, pilot)
         module.load_state_dict(states[best])
         rows[best].update(_test(module, data, config, target_keep))
+        if out is not None:
+            _save_chosen(Path(out) / CHOSEN, chosen_config, module, data, pilot, rows[best]["train_seconds"])
         choice["chosen"] = {k: rows[best][k] for k in ("point", "xi", "psi", "cumulative_epochs", _val(target_keep),
                                                         "test_dense", "test_at_target")}
         choice["chosen"]["at_edge"] = grid_edge(best, len(strengths))
         if refit:
-            rows.append(_refit(point_config(config, strengths[best], walk, ratio), data, refit_epochs,
-                               target_keep, progress))
+            rows.append(_refit(chosen_config, data, refit_epochs, target_keep, progress,
+                               Path(out) / REFIT if out is not None else None))
             choice["refit"] = {k: rows[-1][k] for k in ("xi", "psi", "epochs", _val(target_keep),
                                                          "test_dense", "test_at_target")}
             say(_summary(rows[-1], keeps))
@@ -251,10 +262,12 @@ def plot_path(rows: Sequence[dict[str, Any]], keeps: Sequence[float], choice: di
               target: float | None):
     """Validation accuracy (dense and pruned) and sparsity against xi, one marker per point."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
     points = [r for r in rows if r["point"] != "refit"]
     xi = [r["xi"] for r in points]
-    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 6.5), height_ratios=(2, 1))
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8.5, 6.5), height_ratios=(2, 1),
+                                         layout="constrained")
     top.plot(xi, [100 * r["val_dense"] for r in points], "k-o", label="dense (unpruned)")
     for keep in keeps:
         top.plot(xi, [100 * r[_val(keep)] for r in points], "-o", markersize=4,
@@ -263,16 +276,20 @@ def plot_path(rows: Sequence[dict[str, Any]], keeps: Sequence[float], choice: di
         chosen = choice["chosen"]
         top.plot([chosen["xi"]], [100 * chosen[_val(target)]], "r*", markersize=16, label="chosen point")
     top.set_ylabel("validation accuracy (%)")
-    top.legend(fontsize=8, loc="lower left")
-    top.grid(True, which="both", alpha=0.3)
+    top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    top.grid(True, alpha=0.3)
     ray = f"psi = {choice['ratio']:g} * xi" if choice["walk"] == "ray" else (
         f"psi = {points[0]['psi']:g} fixed" if points[0]["psi"] is not None else "")
     top.set_title(f"{choice['prior']} regularisation path (warm starts) {ray}".strip(), fontsize=10)
     bottom.plot(xi, [100 * r["near_zero"] for r in points], "b-o")
     bottom.set_ylabel("weights with |w| < 1e-3 (%)")
     bottom.set_xscale("log")
-    bottom.set_xlabel("xi (per-example penalty strength, log scale)")
-    bottom.grid(True, which="both", alpha=0.3)
+    bottom.xaxis.set_major_locator(FixedLocator(xi))  # one labelled tick per point, nothing in between
+    bottom.xaxis.set_major_formatter(lambda v, _: f"{v:.2g}")
+    bottom.xaxis.set_minor_locator(NullLocator())
+    bottom.tick_params(axis="x", labelrotation=30 if len(xi) > 4 else 0)
+    bottom.set_xlabel("xi (per-example penalty strength, log scale; a tick per path point)")
+    bottom.grid(True, alpha=0.3)
     return figure
 
 
@@ -299,10 +316,20 @@ def _test(module: BayesianModule, data: ArrayData, config: RunConfig, keep: floa
             "test_at_target": split_score(pruned, data, "test")}
 
 
-def _refit(config: RunConfig, data: ArrayData, epochs: int, keep: float, progress: bool) -> dict[str, Any]:
-    """Retrain the chosen strengths from scratch with the full schedule; the ``"refit"`` row."""
+def _save_chosen(out: Path, config: RunConfig, module: BayesianModule, data: ArrayData, pilot: Pilot | None,
+                 train_seconds: float) -> None:
+    """The chosen point as a run folder (its end-of-training network; ``config.json`` holds its strengths)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG, {**config.to_dict(), "version": __version__})
+    save_run(out, config, module, data, evaluate_run(module, data, config, train_seconds=train_seconds), pilot)
+
+
+def _refit(config: RunConfig, data: ArrayData, epochs: int, keep: float, progress: bool,
+           out: Path | None = None) -> dict[str, Any]:
+    """Retrain the chosen strengths from scratch with the full schedule (a run folder in ``out``);
+    returns the ``"refit"`` row."""
     settings = config.replace(epochs=epochs)
-    metrics = run_fit(settings, progress=progress, data=data).metrics
+    metrics = run_fit(settings, out, overwrite=True, progress=progress, data=data).metrics
     magnitude = {r["keep"]: r for r in metrics["pruned"] if r["criterion"] == "magnitude"}
     return {"point": "refit", "xi": settings.prior.xi, "psi": settings.prior.psi, "epochs": epochs,
             "cumulative_epochs": epochs + pilot_epochs_used(settings), "val_dense": metrics["dense"]["val_accuracy"],

@@ -90,7 +90,8 @@ def cifar_step_ms(model: str, halo: bool, device: torch.device, steps: int) -> f
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a dry run (default: cuda)")
     parser.add_argument("--dataset", default="mnist", choices=("mnist", "digits"))
     parser.add_argument("--data-dir", default="data", help="torchvision's MNIST/ folder (default: data)")

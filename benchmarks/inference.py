@@ -68,7 +68,8 @@ def time_calls(net: Callable, x: torch.Tensor, calls: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", nargs="+", action="append", required=True, metavar=("RUN_DIR", "KEEP"),
                         help="a run folder and one or more keep fractions (repeatable)")
     parser.add_argument("--rounds", type=int, default=10)

@@ -20,13 +20,13 @@ Variants:
   MAP epoch, so its ratio to ``halo`` is the SVI-epoch / MAP-epoch ratio).
 
 OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set), which suits a shared
-machine; on a quiet one run it with ``OMP_WAIT_POLICY=ACTIVE`` (see the README's speed section).
+machine; on a quiet one run it with ``OMP_WAIT_POLICY=ACTIVE`` (docs/guide/speed.md).
 """
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; suits a shared machine (README)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads; suits a shared machine (docs/guide/speed.md)
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
@@ -124,7 +124,8 @@ def svi_step(prior) -> Callable[[torch.Tensor, torch.Tensor], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=30, help="steps per variant per round")

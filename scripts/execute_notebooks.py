@@ -37,7 +37,7 @@ def execute(path: Path, out: Path, timeout: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebooks/*.ipynb")
     parser.add_argument("--out", type=Path, help="folder for the executed copies (default: in place)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default: %(default)s)")

@@ -1,7 +1,7 @@
 """Shared test settings: headless plotting, passive OpenMP threads and fixed seeds."""
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: suits a shared machine (README, Speed)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: suits a shared machine (docs/guide/speed.md)
 
 import matplotlib  # noqa: E402
 

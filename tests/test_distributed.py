@@ -30,7 +30,7 @@ from bayes_halo.training.objective import TrainingObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = {"device": "cpu", "keep": [0.1, 0.02]}
-#: the issue's acceptance command: 1237 training digits, global batch 100 (a last batch of 37)
+#: the acceptance command: 1237 training digits, global batch 100 (a last batch of 37)
 DIGITS = {**CPU, "prior": "halo", "dataset": "digits", "val_size": 200, "epochs": 5}
 DIGITS_ARGV = ["--prior", "halo", "--device", "cpu", "--dataset", "digits", "--val-size", "200", "--epochs", "5",
                "--keep", "0.1", "0.02", "--no-progress"]
@@ -252,4 +252,4 @@ def test_resume_may_change_the_device_but_not_the_precision(tmp_path, capsys):
         assert again["pruned"] == first["pruned"]
     capsys.readouterr()
     assert main([*args, "--device", "cpu", "--precision", "bf16", "--resume"]) == 2
-    assert "different ['precision']" in capsys.readouterr().err
+    assert "--precision 32 -> bf16" in capsys.readouterr().err

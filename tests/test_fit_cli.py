@@ -160,7 +160,7 @@ def test_corrupt_checkpoint_and_refusing_to_clobber(tmp_path, capsys):
     status, _ = run(tmp_path, "--prior", "laplace", "--resume")
     one_line_error(capsys, status, "corrupt or unreadable")
     status, _ = run(tmp_path, "--prior", "laplace", "--seed", "1", "--resume")
-    one_line_error(capsys, status, "different ['seed']")
+    one_line_error(capsys, status, "--seed 0 -> 1")
 
 
 def test_missing_mnist_says_what_to_do(tmp_path, capsys, monkeypatch):

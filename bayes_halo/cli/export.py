@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ..errors import BayesHaloError
-from .options import as_flags, flag_names, parse_or_status
+from ..errors import BayesHaloError, CheckpointError, ConfigError
+from ..threads import THREADING_HELP
+from .options import OneLineParser, as_flags, flag_names, parse_or_status
 
 DESCRIPTION = """\
 Prune a finished run (RUN_DIR from python -m bayes_halo.fit) to a keep fraction of its weights
@@ -39,15 +41,12 @@ examples:
   python -m bayes_halo.export experiments/default_run/run --keep 0.01 --out small.pt2
   python -m bayes_halo.export runs/my-run --keep 0.02 --criterion halo-coefficient --onnx small.onnx
   python -m bayes_halo.export runs/group-halo-run --keep-units 0.1 --criterion coefficient
-exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --keep-units, --criterion).
+A keep fraction that leaves a layer with fewer weights than classes is exported with a one-line
+warning on stderr; one that leaves a layer with no weight at all is refused.
+exit status: 0 on success, 2 on bad input (RUN_DIR, --keep, --keep-units, --criterion), a missing
+optional dependency (--onnx without the onnx extra) or a network export cannot shrink; nothing is
+written then.
 """
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr, exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _units(text: str) -> int | float:
@@ -68,7 +67,8 @@ def _units(text: str) -> int | float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.export``."""
-    parser = _OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION, epilog=EPILOG,
+    parser = OneLineParser(prog="python -m bayes_halo.export", description=DESCRIPTION,
+                           epilog=EPILOG + "\n" + THREADING_HELP,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run (holds model.pt and config.json)")
     kept = parser.add_mutually_exclusive_group(required=True)
@@ -77,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a run with --groups: keep this many groups (an integer) or this fraction of them "
                            "(e.g. 0.1), ranked over all groupings (the run's --prune-by), the rest zeroed")
     parser.add_argument("--criterion",
-                        help="pruning criterion: with --keep magnitude (default) or, for HALO runs, "
-                             "halo-coefficient; with --keep-units norm (size-normalised group norm, default) "
-                             "or coefficient (the learned xi/lambda_g^2 of group HALO)")
+                        help="pruning criterion, as in the run's metrics.json. With --keep: magnitude (default); "
+                             "halo-coefficient for HALO runs; snr, inclusion, posterior-magnitude (and "
+                             "map-magnitude = magnitude) for runs fitted with --svi, applied to the MAP network "
+                             "(metrics.json's accuracy_map_net). With --keep-units: norm (size-normalised group "
+                             "norm, default) or coefficient (the learned xi/lambda_g^2 of group HALO)")
     parser.add_argument("--out", help="export file, a torch.export program (default: RUN_DIR/small.pt2)")
     parser.add_argument("--report", help="JSON report (default: export.json beside --out)")
     parser.add_argument("--onnx", nargs="?", const="", metavar="PATH",
@@ -125,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if onnx == "":
         onnx = str(args.out or f"{args.run_dir}/small.pt2").rsplit(".", 1)[0] + ".onnx"
     try:
+        for warning in preflight(args.run_dir, args.keep, args.criterion, onnx is not None, args.evaluate):
+            print(warning, file=sys.stderr)
         report = export_run(args.run_dir, args.keep, args.criterion, out=args.out, report=args.report, onnx=onnx,
                             data_dir=args.data_dir, evaluate=args.evaluate, keep_units=args.keep_units)
     except BayesHaloError as err:
@@ -132,3 +136,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_report(report))
     return 0
+
+
+def preflight(run_dir: str, keep: float | None, criterion: str | None, onnx: bool, evaluate: bool) -> list[str]:
+    """Check what an export needs before it writes anything; return its warnings (thin layers).
+
+    ``keep=None`` (``--keep-units``): the extras and the run folder only; the group export checks the rest.
+
+    Raises BayesHaloError for a missing optional dependency, a run folder without a model, or a
+    criterion the run cannot compute.
+    """
+    from ..extras import require
+    from ..pipeline import load_run, run_criteria
+    from ..pruning import keep_masks
+    from ..pruning.report import sparsity_table, thin_layer_warnings
+
+    if onnx:
+        require("onnx")
+        if evaluate:
+            require("onnxruntime")
+    if keep is not None and not (0 < keep <= 1):
+        raise ConfigError(f"`keep` must be in (0, 1], got {keep!r}")
+    if not Path(run_dir).is_dir():
+        raise CheckpointError(f"RUN_DIR {run_dir} is not a folder holding a run (model.pt from bayes_halo.fit)")
+    if keep is None:
+        return []
+    criterion = criterion or "magnitude"
+    run = load_run(run_dir)
+    criteria = run_criteria(run)
+    if criterion not in criteria:
+        raise ConfigError(f"unknown `criterion` {criterion!r} for this run: choose one of {', '.join(criteria)}"
+                          + ("" if "snr" in criteria else " (posterior criteria need a run fitted with --svi)"))
+    table = sparsity_table(keep_masks(criteria[criterion], keep, by=run.config.prune.prune_by))
+    empty = [row["layer"] for row in table if row["kept"] == 0]
+    if empty:
+        raise ConfigError(f"keeping {100 * keep:g}% by {criterion} leaves no weight in {', '.join(empty)}: the "
+                          "network's output no longer depends on its input; raise `keep`")
+    rows = [{"keep": keep, "criterion": criterion, **row} for row in table]
+    return thin_layer_warnings(rows, run.n_classes) if run.n_classes else []

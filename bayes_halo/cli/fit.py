@@ -13,7 +13,9 @@ from ..config.sections import RunConfig
 from ..diagnostics.posterior_report import format_posterior
 from ..distributed import distributed_runtime
 from ..pipeline import run_fit
-from ..priors import trainable_priors
+from ..priors import PRIORS, trainable_priors
+from ..pruning.report import thin_layer_warnings
+from ..threads import THREADING_HELP
 from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
                       parse_or_status, run_command, run_config)
 from .table import format_metrics
@@ -48,6 +50,8 @@ examples:
   torchrun --standalone --nproc_per_node 4 -m bayes_halo.fit --device cuda --out runs/ddp
                                   # 4 GPUs; --batch-size stays the global batch, rank 0 writes
 exit status: 0 on success, 2 on bad input, missing data, corrupt checkpoints or divergence.
+
+{threading}
 """
 
 
@@ -73,7 +77,7 @@ def strength_defaults() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.fit``, derived from the run's config declarations."""
     parser = OneLineParser(prog="python -m bayes_halo.fit", description=DESCRIPTION,
-                           epilog=EPILOG.format(defaults=strength_defaults()),
+                           epilog=EPILOG.format(defaults=strength_defaults(), threading=THREADING_HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, RunConfig())
     add_fields(parser.add_argument_group("output"), OutputOptions, OutputOptions())
@@ -102,9 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not runtime.master_process:
             return 0
         print(format_metrics(result.metrics))
+        for warning in thin_layer_warnings(result.metrics["sparsity"], result.metrics["n_classes"]):
+            print(warning, file=sys.stderr)
         if "posterior" in result.metrics:
             print(format_posterior(result.metrics["posterior"]))
         print(f"outputs in {out}/")
+        criterion = " --criterion snr" if "posterior" in result.metrics else ""
+        print(f"export a pruned network: python -m bayes_halo.export {out} --keep {min(config.prune.keep):g}"
+              + criterion)
         return 0
 
     try:

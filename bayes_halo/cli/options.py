@@ -29,7 +29,10 @@ TITLES = {"prior": "prior", "data": "data", "model": "model", "train": "training
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr, exit status 2."""
+    """Argument errors as one line on stderr, exit status 2; flags only in full (no abbreviations)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -128,7 +131,10 @@ def read_config_file(path: Path) -> RunConfig:
         raise ConfigError(f"config file {path} is not readable JSON ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
-    return RunConfig.from_dict(data)
+    try:
+        return RunConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
 
 
 def check_out_dir(out: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..config.fields import setting
 from ..config.sections import RunConfig
 from ..errors import ConfigError
-from ..regpath import CHOICE, CSV, PLOT, PathConfig, path_priors, regularization_path, write_outputs
+from ..threads import THREADING_HELP
+from ..regpath import CHOICE, CHOSEN, CSV, PLOT, REFIT, PathConfig, path_priors, regularization_path, write_outputs
 from .options import (OneLineParser, add_fields, add_run_arguments, check_out_dir, flag_names, given,
                       parse_or_status, run_command, run_config)
 
@@ -43,6 +44,9 @@ outputs in --out (each written atomically):
                train_seconds, test_dense and test_at_target (chosen point and refit row only)
   path.png     validation accuracy and sparsity against xi
   choice.json  the frontier, and with --target-keep the chosen point (and the refit)
+  chosen/      with --target-keep: the chosen point's network as a run folder (model.pt, config.json,
+               metrics.json, as fit writes them): python -m bayes_halo.export OUT/chosen --keep K
+  refit/       with --refit: the refitted run, a run folder as fit writes it
 
 examples:
   python -m bayes_halo.path --prior laplace --from 1e-5 --to 3e-4 --points 6 --epochs 5
@@ -50,6 +54,8 @@ examples:
   python -m bayes_halo.path --prior halo --walk ray --ratio 3 --from 1e-5 --to 1e-4 --points 4
   python -m bayes_halo.path --dataset digits --val-size 300 --prior laplace --epochs 3 --target-keep 0.05
 exit status: 0 on success, 2 on bad input, missing data or divergence.
+
+{threading}
 """
 
 
@@ -68,7 +74,8 @@ class PathOutput:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``bayes_halo.path``: the path's settings plus the run's, derived from their declarations."""
-    parser = OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION, epilog=EPILOG,
+    parser = OneLineParser(prog="python -m bayes_halo.path", description=DESCRIPTION,
+                           epilog=EPILOG.format(threading=THREADING_HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_fields(parser.add_argument_group("the path"), PathConfig, PathConfig())
     add_run_arguments(parser, RunConfig.from_flat(**PATH_BASE), skip={"xi"},
@@ -96,12 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(output.out or f"runs/path-{config.prior.prior_name}-{config.model.model}-{config.data.dataset}-"
                    f"seed{config.seed}")
         check_out_dir(out)
-        existing = [name for name in (CSV, CHOICE, PLOT) if (out / name).exists()]
+        existing = [name for name in (CSV, CHOICE, PLOT, CHOSEN, REFIT) if (out / name).exists()]
         if existing and not output.overwrite:
             raise ConfigError(f"{out} already holds a path ({', '.join(existing)}); pass `overwrite` or another `out`")
         result = regularization_path(config, path.grid(config.prior.prior_name), walk=path.walk, ratio=path.ratio,
                                      target_keep=path.target_keep, refit=path.refit, refit_epochs=path.refit_epochs,
-                                     log=print, progress=output.progress)
+                                     log=print, progress=output.progress, out=out)
         write_outputs(result, out)
         report(result, path, out)
         return 0
@@ -126,4 +133,8 @@ def report(result, path: PathConfig, out: Path) -> None:
         refit = result.choice["refit"]
         print(f"refit ({refit['epochs']} epochs from scratch): test accuracy dense {100 * refit['test_dense']:.2f}%, "
               f"pruned {100 * refit['test_at_target']:.2f}%")
-    print(f"outputs in {out}/: {CSV} {PLOT} {CHOICE}")
+    folders = [name for name in (CHOSEN, REFIT) if (out / name).is_dir()]
+    print(f"outputs in {out}/: {CSV} {PLOT} {CHOICE}" + "".join(f" {name}/" for name in folders))
+    if folders:
+        print(f"export the {'refitted' if REFIT in folders else 'chosen'} network: python -m bayes_halo.export "
+              f"{out / folders[-1]} --keep {path.target_keep:g}")

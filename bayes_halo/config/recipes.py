@@ -26,7 +26,7 @@ class Recipe:
 #: recipe name -> its settings (see :class:`~bayes_halo.config.sections.RunConfig`)
 RECIPES: dict[str, Recipe] = {
     "paper-cifar": Recipe(
-        "the paper's CIFAR recipe (reference-recipe.md): VGG-16-bn on CIFAR-10, 160 epochs, batch 64, SGD lr 0.1 "
+        "the paper's CIFAR recipe (Seto, Wells & Zhang 2021): VGG-16-bn on CIFAR-10, 160 epochs, batch 64, SGD lr 0.1 "
         "momentum 0.9, x0.1 at 50% and 75%, weight decay 1e-4 (and 1e-4 on HALO's lambdas, as a Gaussian factor in "
         "the prior), random crop + flip, only convolution weights and biases penalised, conv weights pruned",
         {"dataset": "cifar10", "model": "vgg16-bn", "epochs": 160, "batch_size": 64, "lr": 0.1, "momentum": 0.9,

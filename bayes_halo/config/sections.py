@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,7 +270,8 @@ class RunConfig:
     prune: PruneConfig = dataclasses.field(default_factory=PruneConfig)
     posterior: PosteriorConfig = dataclasses.field(default_factory=PosteriorConfig)
     seed: int = setting(0, "seeds the initialisation, the batch order and the validation split", at_least(0))
-    threads: int | None = setting(None, "torch CPU threads (default: torch's choice)", at_least(1))
+    threads: int | None = setting(None, "torch CPU threads (default: OMP_NUM_THREADS if set, else torch's choice: "
+                                  "one per core)", at_least(1))
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
@@ -290,7 +293,8 @@ class RunConfig:
         owner = flat_owners()
         unknown = sorted(set(settings) - set(owner))
         if unknown:
-            raise ConfigError(f"unknown setting(s) {unknown}")
+            raise ConfigError("; ".join(f"unknown setting {name!r}{did_you_mean(name, [*owner, *SECTIONS])}"
+                                        for name in unknown))
         changes: dict[str, dict[str, Any]] = {}
         for name, value in settings.items():
             changes.setdefault(owner[name], {})[name] = value
@@ -339,6 +343,21 @@ class RunConfig:
                   "finetune_epochs", "finetune_lr",
                   *(f.name for f in dataclasses.fields(PosteriorConfig))}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.flat().items() if k not in ignore}
+
+
+def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """The settings whose values differ, as ```seed` 0 -> 1; `lr` 0.1 -> 0.05`` (saved -> now); ``""`` if none."""
+    def shown(value: Any) -> str:
+        return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+    return "; ".join(f"`{k}` {shown(saved.get(k))} -> {shown(now.get(k))}"
+                     for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k))
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'lr_gamma'?)`` for the closest of ``known`` (difflib), or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def flat_owners() -> dict[str, str]:

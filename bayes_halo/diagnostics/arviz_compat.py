@@ -8,7 +8,8 @@ DataFrames and matplotlib Figures, the same on both lines:
 * :func:`build`, :func:`group_names`, :func:`group`: a result from ``{group: Dataset}`` and back;
 * :func:`save`, :func:`load`: NetCDF-4 through h5netcdf, one group per NetCDF group, so a file
   written by either line opens in the other;
-* :func:`summary`, :func:`rhat`, :func:`ess`, :func:`hdi`: the diagnostics, with 1.x names
+* :func:`summary` (``kind="stats"``: without the chain diagnostics), :func:`rhat`, :func:`ess`,
+  :func:`hdi`: the diagnostics, with 1.x names
   (``hdi90_lb``/``hdi90_ub`` columns, a ``ci_bound`` dim with ``lower``/``upper``);
 * :func:`plot_forest`, :func:`plot_trace`, :func:`plot_rank`: ArviZ's own plots as Figures.
 """
@@ -85,20 +86,26 @@ def hdi(result: Result, prob: float) -> xr.Dataset:
     return az.hdi(result, hdi_prob=prob).rename(hdi="ci_bound").assign_coords(ci_bound=["lower", "upper"])
 
 
-def summary(result: Result, var_names: Sequence[str] | None = None, prob: float = 0.9) -> pd.DataFrame:
-    """Mean, sd, ``prob`` HDI, MCSE, bulk/tail ESS and R-hat per entry, unrounded.
+def summary(result: Result, var_names: Sequence[str] | None = None, prob: float = 0.9,
+            kind: str = "all") -> pd.DataFrame:
+    """Mean, sd and ``prob`` HDI per entry and, with ``kind="all"``, MCSE, bulk/tail ESS and R-hat, unrounded.
 
-    Columns: ``mean, sd, hdi<P>_lb, hdi<P>_ub, mcse_mean, mcse_sd, ess_bulk, ess_tail, r_hat``
-    with ``P = 100 prob`` (ArviZ 1.x's names; 0.23 calls the interval ``hdi_<tail>%``).
+    Columns: ``mean, sd, hdi<P>_lb, hdi<P>_ub`` (``kind="stats"``, for independent draws such as
+    SVI's: no chain diagnostics, no warning about a single chain) then ``mcse_mean, mcse_sd,
+    ess_bulk, ess_tail, r_hat`` (``kind="all"``), with ``P = 100 prob`` (ArviZ 1.x's names; 0.23
+    calls the interval ``hdi_<tail>%``).
     """
+    if kind not in ("all", "stats"):
+        raise ValueError(f"kind must be 'all' or 'stats', got {kind!r}")
     names = list(var_names) if var_names else None
     percent = f"{100 * prob:g}"
-    columns = ["mean", "sd", f"hdi{percent}_lb", f"hdi{percent}_ub", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail",
-               "r_hat"]
+    columns = ["mean", "sd", f"hdi{percent}_lb", f"hdi{percent}_ub"]
+    if kind == "all":
+        columns += ["mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"]
     if ARVIZ_1:
-        table = az.summary(result, var_names=names, ci_kind="hdi", ci_prob=prob, round_to="none")
+        table = az.summary(result, var_names=names, kind=kind, ci_kind="hdi", ci_prob=prob, round_to="none")
     else:
-        table = az.summary(result, var_names=names, hdi_prob=prob, round_to="none")
+        table = az.summary(result, var_names=names, kind=kind, hdi_prob=prob, round_to="none")
         low, high = (f"hdi_{100 * q:g}%" for q in ((1 - prob) / 2, (1 + prob) / 2))
         table = table.rename(columns={low: columns[2], high: columns[3]})
     return table[columns].astype(float)
@@ -121,7 +128,8 @@ def _figure(plot: Any) -> Figure:
 
 def plot_forest(results: Mapping[str, Result], var_names: Sequence[str], prob: float = 0.9,
                 coords: Mapping[str, Sequence] | None = None, figsize: tuple[float, float] = (8, 8)) -> Figure:
-    """ArviZ's forest plot of ``var_names`` for one or more named results: mean and ``prob`` HDI, chains pooled."""
+    """ArviZ's forest plot of ``var_names`` for one or more named results: mean and ``prob`` HDI, chains pooled
+    (rows carry the results' names when there are several)."""
     names, selection = list(var_names), dict(coords or {})
     if ARVIZ_1:
         data = {label: result for label, result in results.items()}
@@ -130,8 +138,9 @@ def plot_forest(results: Mapping[str, Result], var_names: Sequence[str], prob: f
                               ci_probs=(0.5, prob), figure_kwargs={"figsize": figsize, "layout": "constrained"})
     else:
         with _plotting():
-            plot = az.plot_forest(list(results.values()), model_names=list(results), var_names=names, coords=selection,
-                                  combined=True, hdi_prob=prob, figsize=figsize)
+            data, several = list(results.values()), len(results) > 1
+            plot = az.plot_forest(data if several else data[0], model_names=list(results) if several else None,
+                                  var_names=names, coords=selection, combined=True, hdi_prob=prob, figsize=figsize)
     return _figure(plot)
 
 

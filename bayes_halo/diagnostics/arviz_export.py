@@ -14,7 +14,8 @@ Conventions
   Any site without dims gets ``<site>_dim_<i>``.  Dims without given coords get ``0..n-1``.
 * ``posterior.attrs["inference"]`` is ``"map"``, ``"svi"`` or ``"mcmc"``.  R-hat and ESS are only
   defined for MCMC chains: :func:`mcmc_summary` refuses anything else (SVI draws are independent
-  draws from an approximation; their "ESS" says nothing about its error).
+  draws from an approximation; their "ESS" says nothing about its error), and
+  :func:`posterior_summary` gives them for MCMC only.
 * ``observed_data`` holds ``obs`` (the Pyro site name) along ``obs_id``.
 * Reduced mode (``keep_draws`` and/or ``max_entries`` given, for large networks): ``posterior``
   keeps every draw of the sites in ``keep_draws`` in full and, of every other site, the entries
@@ -226,8 +227,18 @@ def mcmc_summary(idata: Result, var_names: Sequence[str] | None = None, prob: fl
     method = arviz_compat.group(idata, "posterior").attrs.get("inference")
     if method != "mcmc":
         raise ConfigError(f"R-hat and ESS are defined for MCMC chains, not for a {method!r} posterior; "
-                          "use az.summary(result, kind='stats') for its means and intervals")
+                          "use posterior_summary (or az.summary(result, kind='stats')) for its means and intervals")
     return arviz_compat.summary(idata, var_names, prob)
+
+
+def posterior_summary(idata: Result, var_names: Sequence[str] | None = None, prob: float = 0.9) -> pd.DataFrame:
+    """Mean, sd and ``prob`` highest-density interval per entry, for any posterior (``posterior.nc``).
+
+    MCMC chains also get MCSE, ESS and R-hat (as :func:`mcmc_summary`); MAP and SVI draws do not:
+    those diagnostics are defined for Markov chains only.
+    """
+    method = arviz_compat.group(idata, "posterior").attrs.get("inference")
+    return arviz_compat.summary(idata, var_names, prob, kind="all" if method == "mcmc" else "stats")
 
 
 def save_inference_data(idata: Result, path: str | Path) -> Path:

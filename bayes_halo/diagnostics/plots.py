@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from ..atomic import save_figure
@@ -43,7 +44,8 @@ def _colour(method: str, index: int) -> str:
 
 def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], reference: np.ndarray | None,
             prob: float, reference_label: str = "MAP") -> None:
-    """Rows ``labels``; per method a dot at the mean and a bar over the central ``prob`` interval.
+    """Rows ``labels``; per method a dot at the mean and an error bar with caps over the central ``prob``
+    interval (the caps stay visible when the interval is narrower than the dot).
 
     ``draws[method]`` is ``(S, len(labels))``; ``reference`` (e.g. the MAP) is marked with a cross.
     """
@@ -52,13 +54,13 @@ def _forest(ax: Axes, labels: Sequence[str], draws: Mapping[str, np.ndarray], re
     tail = (1 - prob) / 2
     for i, ((method, d), off) in enumerate(zip(draws.items(), offsets)):
         lo, hi = np.quantile(d, [tail, 1 - tail], axis=0)
-        colour = _colour(method, i)
-        ax.hlines(rows + off, lo, hi, color=colour, lw=2, label=f"{method} {prob:.0%} interval")
-        ax.plot(d.mean(0), rows + off, "o", color=colour, ms=4)
+        mean = d.mean(0)
+        ax.errorbar(mean, rows + off, xerr=[np.maximum(mean - lo, 0), np.maximum(hi - mean, 0)], fmt="o", ms=4,
+                    capsize=4, lw=2, color=_colour(method, i), label=f"{method}: mean and {prob:.0%} interval")
     if reference is not None:
         ax.plot(reference, rows, "x", color="black", ms=7, mew=1.5, label=reference_label)
     ax.set_yticks(rows, labels)
-    ax.invert_yaxis()
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # first label on top
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
 
@@ -101,6 +103,8 @@ def plot_layer_shrinkage(draws: Mapping[str, Mapping[str, ArrayLike]],
     ax = fig.subplots()
     _forest(ax, sites, per_layer, reference, prob)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_minor_formatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
     ax.set_xlabel("mean |w| over the layer's weights (log scale)")
     ax.set_ylabel("layer")
     ax.set_title("Per-layer shrinkage: posterior of mean |w| vs MAP")
@@ -133,7 +137,8 @@ def plot_map_vs_posterior(map_values: Mapping[str, ArrayLike], posterior_mean: M
 
 def plot_hyper_histograms(values: Mapping[str, ArrayLike], xlabel: str = "lambda", bins: int = 40,
                           path: str | Path | None = None) -> Figure:
-    """Per-layer histograms of positive values (e.g. HALO's ``lambda_j`` or ``xi / lambda_j^2``) on a log x-axis.
+    """Per-layer histograms of positive values (e.g. HALO's ``lambda_j`` or ``xi / lambda_j^2``) on a log x-axis
+    when they span a factor of 10 or more, else on a linear one (plain tick labels either way).
 
     Each layer's histogram is normalised to the fraction of its entries, so layers of different
     sizes compare.
@@ -143,13 +148,19 @@ def plot_hyper_histograms(values: Mapping[str, ArrayLike], xlabel: str = "lambda
     if (everything <= 0).any() or not np.isfinite(everything).all():
         raise ConfigError(f"{xlabel} must be positive and finite to plot on a log axis")
     lo, hi = everything.min(), everything.max()
+    wide = hi >= 10 * lo
     edges = np.geomspace(lo, hi if hi > lo else lo * 1.01, bins + 1)
     fig = Figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.subplots()
     for site, v in flat.items():
         ax.hist(v, bins=edges, weights=np.full(len(v), 1 / len(v)), histtype="step", lw=1.5, label=site)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"{xlabel} (log scale)")
+    if wide:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    ax.set_xlabel(f"{xlabel} (log scale)" if wide else xlabel)
     ax.set_ylabel("fraction of the layer's weights")
     ax.set_title(f"{xlabel} per layer")
     ax.legend(fontsize="small")
@@ -160,6 +171,30 @@ def plot_accuracy_vs_keep(rows: Iterable[Mapping], path: str | Path | None = Non
     """Accuracy against keep fraction, one line per criterion: :func:`bayes_halo.pruning.plot.plot_accuracy_vs_keep`
     (rows with ``keep``, ``criterion``, ``test_accuracy``; ``options``: ``dense_accuracy``, ``metric``, ``title``)."""
     return _finish(pruning_plot.plot_accuracy_vs_keep(rows, **options), path)
+
+
+def plot_posterior_forest(result: Result, var_name: str, prob: float = 0.9, max_rows: int = 48,
+                          path: str | Path | None = None) -> Figure:
+    """ArviZ's forest plot of one variable of a posterior (e.g. one layer's weights in ``posterior.nc``):
+    mean and ``prob`` HDI per entry, at most about ``max_rows`` entries (evenly spaced along each dim,
+    first and last included), the figure's height sized to the rows drawn."""
+    import matplotlib.pyplot as plt
+
+    posterior = arviz_compat.group(result, "posterior")
+    if var_name not in posterior:
+        raise ConfigError(f"{var_name!r} is not in the posterior group; it holds {', '.join(posterior.data_vars)}")
+    dims = [d for d in posterior[var_name].dims if d not in ("chain", "draw")]
+    per_dim = max(1, int(max_rows ** (1 / len(dims)))) if dims else 1
+    coords = {d: posterior[d].values[np.unique(np.linspace(0, posterior.sizes[d] - 1, per_dim).round().astype(int))]
+              for d in dims if posterior.sizes[d] > per_dim}
+    rows = int(np.prod([len(coords[d]) if d in coords else posterior.sizes[d] for d in dims]))
+    method = str(posterior.attrs.get("inference", "posterior")).upper()
+    fig = arviz_compat.plot_forest({method: result}, [var_name], prob, coords=coords,
+                                   figsize=(6.5, 0.28 * rows + 1.6))
+    shown = f"{rows} evenly spaced entries" if coords else "every stored entry"
+    fig.suptitle(f"{var_name}: {method} posterior, mean and {prob:.0%} HDI, {shown}", fontsize=10)
+    plt.close(fig)
+    return _finish(fig, path)
 
 
 def plot_mcmc(idata: Result, var_names: Sequence[str], kind: Literal["trace", "rank"] = "trace",

@@ -9,6 +9,9 @@ evenly spaced along each dim; ``posterior_summary`` holds mean, sd, q05, q95 of 
 ``sample_stats`` the -ELBO per step.  With a group prior it also holds, in full, the draws of each
 grouping's group norms ``<site>_norm`` and of ``<site>_small`` (``||w_g|| < eps``), whose
 posterior-summary mean is ``P(||w_g|| < eps | data)`` per group (:mod:`.group_posterior`).
+``posterior_forest_<site>.png`` shows each site's stored entries (ArviZ's forest plot).
+``posterior_scores.pt`` holds the posterior pruning criteria's per-weight scores, so
+``python -m bayes_halo.export --criterion snr`` prunes exactly as the run compared.
 """
 from __future__ import annotations
 
@@ -17,20 +20,28 @@ from typing import Any
 
 import torch
 
-from ..atomic import save_figure
+from ..atomic import save_figure, save_torch
 from ..data import ArrayData
 from ..inference.svi import fit_svi
 from ..models.bayesian import BayesianModule
 from ..pruning import keep_masks, magnitude_scores
 from ..config.sections import PosteriorConfig, PruneConfig
+from . import arviz_compat
 from .arviz_export import save_inference_data, site_dims, svi_inference_data
-from .plots import plot_accuracy_vs_keep, plot_hyper_histograms, plot_layer_shrinkage, plot_map_vs_posterior
 from .group_posterior import group_posterior_variables, group_shrinkage, group_summary
-from .posterior_pruning import best_criteria, compare_criteria, module_weight_shrinkage, weight_sites
+from .plots import (plot_accuracy_vs_keep, plot_hyper_histograms, plot_layer_shrinkage, plot_map_vs_posterior,
+                    plot_posterior_forest)
+from .posterior_pruning import (CRITERIA, best_criteria, compare_criteria, criterion_scores, module_weight_shrinkage,
+                                weight_sites)
 from .shrinkage import layer_summary
 
 POSTERIOR = "posterior.nc"
+SCORES, SCORES_FORMAT = "posterior_scores.pt", "bayes_halo-posterior-scores-v1"
+#: the posterior criteria a run with a posterior adds to export's choices (map-magnitude is ``magnitude``)
+POSTERIOR_CRITERIA = tuple(c for c in CRITERIA if c != "map-magnitude")
 PLOTS = ("shrinkage_forest.png", "map_vs_posterior.png", "lambda_histograms.png", "posterior_accuracy_vs_keep.png")
+#: per layer: ArviZ's forest plot of the layer's weight entries stored in posterior.nc
+FOREST = "posterior_forest_{site}.png"
 
 
 def posterior_report(module: BayesianModule, data: ArrayData, config: PosteriorConfig, prune: PruneConfig,
@@ -52,6 +63,9 @@ def posterior_report(module: BayesianModule, data: ArrayData, config: PosteriorC
     groups = group_shrinkage(draws, map_values, module.groupings)
     best = best_criteria(rows)
     if out is not None:
+        scores = criterion_scores(shrinkage)
+        save_torch(out / SCORES, {"format": SCORES_FORMAT, "scores": {
+            criterion: {site: s.cpu() for site, s in scores[criterion].items()} for criterion in POSTERIOR_CRITERIA}})
         _write(out, module, svi, {**draws, **group_posterior_variables(groups)}, map_values, rows, config, prune,
                seed)
     section = {"method": "svi (mean-field Gaussian from the MAP)", "epochs": config.svi_epochs, "lr": config.svi_lr,
@@ -64,14 +78,32 @@ def posterior_report(module: BayesianModule, data: ArrayData, config: PosteriorC
 
 
 def format_posterior(section: dict[str, Any]) -> str:
-    """Console lines: per keep fraction, which criterion prunes better on the test set."""
-    lines = ["", f"posterior ({section['method']}, {section['epochs']} epochs, {section['num_samples']} draws): "
-                 "test accuracy of the posterior predictive after pruning by each criterion"]
+    """Console lines: the per-layer shrinkage table, then, per keep fraction, which criterion prunes best."""
+    lines = ["", f"posterior ({section['method']}, {section['epochs']} epochs, {section['num_samples']} draws)",
+             *format_layers(section["layers"]), "",
+             "test accuracy of the posterior predictive after pruning by each criterion:"]
     for row in section["best"]:
         winner = "MAP magnitude" if "map-magnitude" in row["best"] else " / ".join(row["best"])
         lines.append(f"  keep {100 * row['keep']:6.2f}%: {winner} prunes best ({100 * row['accuracy']:.2f}%; "
                      f"MAP magnitude {100 * row['map_magnitude']:.2f}%, gain {100 * row['gain_over_map']:+.2f} points)")
     return "\n".join(lines)
+
+
+def format_layers(rows: list[dict[str, Any]]) -> list[str]:
+    """The per-layer shrinkage table (``metrics.json``'s ``posterior.layers``), one line per layer."""
+    coefficient = any(r["median_coefficient"] is not None for r in rows)
+    width = max(len("layer"), *(len(r["layer"]) for r in rows))
+    head = (f"  {'layer':<{width}} {'weights':>9} {'mean|w| MAP':>12} {'mean|Ew-MAP|':>13} {'mean sd':>9} "
+            f"{'median SNR':>11} {'P(|w|<eps)':>11}" + (f" {'median xi/lambda^2':>19}" if coefficient else ""))
+    lines = ["per-layer shrinkage (eps: 5 % of the layer's MAP RMS; P(|w|<eps): mean over the layer's weights)",
+             head]
+    for r in rows:
+        line = (f"  {r['layer']:<{width}} {r['n_weights']:>9,} {r['mean_abs_map']:>12.3g} {r['mean_abs_shift']:>13.3g} "
+                f"{r['mean_sd']:>9.3g} {r['median_snr']:>11.3g} {r['mean_p_small']:>11.3f}")
+        if coefficient:
+            line += f" {r['median_coefficient']:>19.3g}" if r["median_coefficient"] is not None else f" {'-':>19}"
+        lines.append(line)
+    return lines
 
 
 def _write(out: Path, module: BayesianModule, svi, draws, map_values, rows, config: PosteriorConfig,
@@ -82,6 +114,10 @@ def _write(out: Path, module: BayesianModule, svi, draws, map_values, rows, conf
     idata = svi_inference_data(draws, svi.losses, dims=site_dims(module), keep_draws=keep,
                                max_entries=config.posterior_entries)
     save_inference_data(idata, out / POSTERIOR)
+    stored = arviz_compat.group(idata, "posterior").data_vars
+    for site in module.sites:
+        if site in stored:
+            save_figure(out / FOREST.format(site=site), plot_posterior_forest(idata, site))
     weight_draws, map_network = module.network_values(draws), module.network_values(map_values)
     weights = {site: weight_draws[site] for site in weight_sites(module)}
     map_weights = {site: map_network[site] for site in weight_sites(module)}

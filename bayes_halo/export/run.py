@@ -11,10 +11,9 @@ from torch import Tensor, nn
 from .. import __version__
 from ..atomic import write_json
 from ..errors import CheckpointError, ConfigError
-from ..pipeline import MODEL, FitResult, load_data, load_run
+from ..pipeline import MODEL, FitResult, load_data, load_run, run_criteria
 from ..pruning import keep_masks, pruned_copy
 from ..pruning.structured import group_criteria, group_masks, keep_groups
-from ..pruning.sweep import pruning_criteria
 from .cost import architecture
 from .loader import load_export
 from .network import export_network
@@ -56,7 +55,7 @@ def export_run(run_dir: str | Path, keep: float | None = None, criterion: str | 
                 "groups_kept": sum(int(k.sum()) for k in kept.values()),
                 "groups_total": sum(int(k.numel()) for k in kept.values())}
         return _export_masked(run, masks, meta, out, report, onnx, data_dir, evaluate)
-    criteria = pruning_criteria(run.module)
+    criteria = run_criteria(run)
     criterion = criterion or "magnitude"
     if criterion not in criteria:
         raise ConfigError(f"unknown `criterion` {criterion!r} for this run: choose one of {', '.join(criteria)}")

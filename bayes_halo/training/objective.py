@@ -14,7 +14,7 @@ which are the same on every rank, so each rank adds the same full ``dR`` with no
 the update is the one-process update of ``mean_nll + R``.
 
 Only the network is a registered submodule: the prior's hyper-variables (HALO's lambdas) are not
-DDP parameters and are never reduced (see the README).
+DDP parameters and are never reduced (docs/guide/distributed.md).
 """
 from __future__ import annotations
 

@@ -25,16 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from ..data import ArrayData
 from ..distributed import Runtime, local_runtime
 from ..errors import CheckpointError, ConfigError, DivergenceError
-from ..config.sections import TrainConfig
+from ..config.sections import TrainConfig, changed_settings
 from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .objective import TrainingObjective
 from .optim import PriorSGD, compile_pays
+from .progress import Progress
 
 
 @dataclass
@@ -112,7 +112,7 @@ def train(module: BayesianModule, data: ArrayData, config: TrainConfig, seed: in
             raise CheckpointError("resume needs a checkpoint path")
         history = _restore(checkpoint, module, optimizer, schedule, batches, crops, signature or {})
     data = data.to(runtime.device)
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
+    bar = Progress(total=config.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
                disable=not (progress and runtime.master_process), desc=label, unit="step", dynamic_ncols=True,
                mininterval=0.5)
     try:
@@ -147,8 +147,8 @@ def _wrap(module: BayesianModule, config: TrainConfig, runtime: Runtime) -> nn.M
 
 
 def _epoch(model: nn.Module, module: BayesianModule, data: ArrayData, config: TrainConfig,
-           optimizer: torch.optim.Optimizer, batches: torch.Generator, crops: torch.Generator, epoch: int, bar: tqdm,
-           runtime: Runtime) -> dict[str, float]:
+           optimizer: torch.optim.Optimizer, batches: torch.Generator, crops: torch.Generator, epoch: int,
+           bar: Progress, runtime: Runtime) -> dict[str, float]:
     """One pass over the training set; returns the epoch's record.
 
     Sums stay on the device and are read once, at the end: ``nll`` is the mean over examples of
@@ -202,9 +202,8 @@ def _restore(path: str | Path, module: BayesianModule, optimizer: torch.optim.Op
     """Load a checkpoint into the training state; returns the history so far."""
     state = load_checkpoint(path, required=("module", "optimizer", "schedule", "batches", "history", "signature"))
     if state["signature"] != signature:
-        changed = sorted(k for k in set(signature) | set(state["signature"])
-                         if state["signature"].get(k) != signature.get(k))
-        raise CheckpointError(f"cannot resume: the checkpoint {path} was trained with different {changed}")
+        raise CheckpointError(f"cannot resume: the checkpoint {path} was trained with other settings (saved -> now): "
+                              f"{changed_settings(state['signature'], signature)}")
     try:
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])

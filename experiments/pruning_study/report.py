@@ -221,7 +221,8 @@ def write_report(study: dict[str, Any], rows: list[dict[str, str]], out: Path, c
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
     parser.add_argument("--out", type=Path, help="results folder (default: experiments/results/<study>/)")
     args = parser.parse_args()

@@ -24,7 +24,6 @@ import contextlib
 import csv
 import functools
 import hashlib
-import importlib.util
 import io
 import itertools
 import json
@@ -39,7 +38,8 @@ import torch
 
 from bayes_halo.atomic import write_text
 from bayes_halo.data import ArrayData, load_dataset
-from bayes_halo.errors import BayesHaloError
+from bayes_halo.errors import BayesHaloError, MissingDependencyError
+from bayes_halo.extras import require
 from bayes_halo.config.priors import needs_pilot
 from bayes_halo.config.sections import DataConfig, RunConfig, resolved_prior
 from bayes_halo.pipeline import pilot_epochs_used, run_fit
@@ -208,8 +208,6 @@ def dispatcher(args: argparse.Namespace, study: dict[str, Any],
     """The executor the flags choose, as ``todo -> finished runs``."""
     if args.executor == "pool":
         return lambda todo: executors.pool(todo, run_job, args.workers or 2)
-    if importlib.util.find_spec("submitit") is None:
-        usage_error("--executor submitit needs submitit: python -m pip install submitit")
     options = executors.SubmititOptions(
         cluster=args.cluster, folder=(args.jobs_folder or out / "jobs").resolve(), partition=args.slurm_partition,
         gpus=args.gpus_per_run, cpus=args.cpus_per_run, timeout_min=args.timeout_min,
@@ -238,7 +236,8 @@ def at_least_zero(text: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, help="a study config, e.g. configs/lenet300.json")
     parser.add_argument("--workers", type=positive,
                         help="runs at once: worker processes of one torch thread (pool), or jobs submitted and "
@@ -269,10 +268,14 @@ def main() -> int:
             if getattr(args, action.dest) != action.default:
                 parser.error(f"{action.option_strings[0]} needs --executor submitit")
     try:
+        if args.executor == "submitit":
+            require("submitit")  # before anything is written
         study = load_study(args.config)
         jobs = build_jobs(study)
+    except MissingDependencyError as err:
+        usage_error(str(err))
     except BayesHaloError as err:
-        raise SystemExit(f"run.py: error: {args.config}: {err}") from None
+        usage_error(f"{args.config}: {err}")
     out = args.out or report.results_dir(study)
     out.mkdir(parents=True, exist_ok=True)
     died = 0 if args.report_only else run_study(study, jobs, out, dispatcher(args, study, out))

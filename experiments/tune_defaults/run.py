@@ -51,7 +51,8 @@ def one_run(args: tuple[str, dict[str, float], int, int, str]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prior", required=True)
     parser.add_argument("--grid", nargs="+", required=True,
                         help='numeric axes like "xi=3e-5,1e-4" "psi=1e-4" "lambda_lr=0.1"')
