@@ -15,7 +15,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnx": ("onnx", "writing an ONNX file"),
     "onnxruntime": ("onnx", "checking an ONNX file"),
     "submitit": ("study", "running a study through submitit"),
-    "lightning": ("lightning", "the Lightning integration"),
+    "lightning.pytorch": ("lightning", "the Lightning integration"),
 }
 
 

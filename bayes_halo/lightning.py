@@ -21,16 +21,15 @@ import torchvision_cpu_compat
 
 from .api import attach
 from .config.choices import DEFAULT_POSITIVITY, Positivity
+from .extras import require
 from .models.bayesian import BayesianModule
 from .models.selection import Layers
 from .priors import Prior
 from .training.prior_step import PriorStep
 
 torchvision_cpu_compat.install()  # lightning imports torchmetrics, which imports torchvision
-try:
-    import lightning.pytorch as pl
-except ImportError as err:
-    raise ImportError("bayes_halo.lightning needs Lightning: pip install bayes_halo[lightning]") from err
+require("lightning.pytorch")  # one line naming the extra when Lightning is missing
+import lightning.pytorch as pl  # noqa: E402
 
 
 class HaloCallback(pl.Callback):

@@ -79,5 +79,5 @@ def _copy(net):
 def test_without_lightning_the_import_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "lightning.pytorch", None)  # as if not installed
     monkeypatch.delitem(sys.modules, "bayes_halo.lightning")
-    with pytest.raises(ImportError, match=r"pip install bayes_halo\[lightning\]"):
+    with pytest.raises(ImportError, match=r"pip install 'bayes_halo\[lightning\]'"):
         importlib.import_module("bayes_halo.lightning")
