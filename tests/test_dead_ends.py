@@ -16,7 +16,7 @@ from bayes_halo.data import load_dataset
 from bayes_halo.pipeline import load_run
 from bayes_halo.pruning import keep_masks, pruned_copy
 from bayes_halo.pruning.sweep import pruning_criteria
-from bayes_halo.training.evaluate import split_accuracy
+from bayes_halo.training.evaluate import split_score
 
 DIGITS = ["--dataset", "digits", "--val-size", "200", "--no-progress"]
 
@@ -48,7 +48,7 @@ def test_path_writes_runs_that_load_and_export(path_run, folder, key, tmp_path, 
     assert run.config.prior.xi == choice[key]["xi"]
     data = load_dataset("digits", val_size=200, seed=0)
     masks = keep_masks(pruning_criteria(run.module)["magnitude"], 0.1)
-    assert split_accuracy(pruned_copy(run.module.net, masks), data, "test") == pytest.approx(
+    assert split_score(pruned_copy(run.module.net, masks), data, "test") == pytest.approx(
         choice[key]["test_at_target"], abs=1e-12)
     assert export_cli.main([str(path_run / folder), "--keep", "0.1", "--out", str(tmp_path / "small.pt")]) == 0
     report = json.loads((tmp_path / "export.json").read_text())

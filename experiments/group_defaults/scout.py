@@ -30,7 +30,7 @@ import torch
 from bayes_halo.atomic import write_text
 from bayes_halo.config.sections import RunConfig
 from bayes_halo.pipeline import load_data, run_fit
-from bayes_halo.training.evaluate import split_accuracy
+from bayes_halo.training.evaluate import split_score
 
 HERE = Path(__file__).parent
 FIELDS = ["prior", "xi", "psi", "epochs", "seed", "units_fc1", "units_fc2", "units_fc3", "val_dense", "val_units",
@@ -68,8 +68,8 @@ def one_run(prior: str, point: dict[str, float], epochs: int, data) -> dict:
     alive, net = without_dead_units(result)
     row = {"prior": prior, "xi": config.prior.xi, "psi": config.prior.psi, "epochs": epochs, "seed": config.seed,
            **{f"units_{site.split(':')[0]}": n for site, n in alive.items()},
-           "val_dense": result.metrics["dense"]["val_accuracy"], "val_units": split_accuracy(net, data, "val"),
-           "val_2": result.metrics["pruned"][0]["val_accuracy"], "test_units": split_accuracy(net, data, "test"),
+           "val_dense": result.metrics["dense"]["val_accuracy"], "val_units": split_score(net, data, "val"),
+           "val_2": result.metrics["pruned"][0]["val_accuracy"], "test_units": split_score(net, data, "test"),
            "seconds": round(seconds, 1)}
     print(row, flush=True)
     return row

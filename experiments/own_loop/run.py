@@ -32,7 +32,7 @@ import bayes_halo
 from bayes_halo.atomic import write_json
 from bayes_halo.data import load_dataset
 from bayes_halo.models import build_model
-from bayes_halo.training.evaluate import split_accuracy
+from bayes_halo.training.evaluate import split_score
 
 KEEPS = (0.05, 0.02)
 CRITERIA = ("magnitude", "halo-coefficient")
@@ -67,15 +67,15 @@ def train(method: str, hyper: str, xi: float, psi: float, epochs: int, seed: int
         schedule.step()
     seconds = time.perf_counter() - start
     record = {"method": method, "hyper": hyper if method != "sgd" else "optimizer", "xi": xi, "psi": psi, "lr": lr, "epochs": epochs, "seed": seed, "threads": threads,
-              "train_seconds": seconds, "dense_val": split_accuracy(net, data, "val"),
-              "dense_test": split_accuracy(net, data, "test"), "pruned": []}
+              "train_seconds": seconds, "dense_val": split_score(net, data, "val"),
+              "dense_test": split_score(net, data, "test"), "pruned": []}
     for criterion in CRITERIA:
         for keep in KEEPS:
             pruned = copy.deepcopy(model)
             pruned.prune(keep, criterion)
             record["pruned"].append({"criterion": criterion, "keep": keep,
-                                     "val": split_accuracy(pruned.net, data, "val"),
-                                     "test": split_accuracy(pruned.net, data, "test")})
+                                     "val": split_score(pruned.net, data, "val"),
+                                     "test": split_score(pruned.net, data, "test")})
     return record
 
 

@@ -34,7 +34,7 @@ from bayes_halo.pipeline import finetune, run_fit
 from bayes_halo.pruning import keep_masks, pruned_copy
 from bayes_halo.pruning.structured import group_criteria, keep_within_macs, norm_scores, structured_report
 from bayes_halo.pruning.sweep import pruning_criteria
-from bayes_halo.training.evaluate import split_accuracy
+from bayes_halo.training.evaluate import split_score
 
 FIELDS = ["model", "method", "criterion", "xi", "psi", "seed", "epochs", "subset", "finetune_epochs", "max_macs",
           "units", "inputs_read", "macs", "parameters", "val_accuracy", "test_accuracy", "dense_val_accuracy",
@@ -63,7 +63,7 @@ def _row(masked: nn.Module, data, **fields: Any) -> dict[str, Any]:
     report = structured_report(masked, SHAPE)
     return {**fields, "units": "-".join(map(str, report["units"])), "inputs_read": _inputs_read(masked),
             "macs": report["macs"], "parameters": report["parameters"],
-            "val_accuracy": split_accuracy(masked, data, "val"), "test_accuracy": split_accuracy(masked, data, "test")}
+            "val_accuracy": split_score(masked, data, "val"), "test_accuracy": split_score(masked, data, "test")}
 
 
 def _weights_within_macs(net: nn.Module, scores: dict[str, torch.Tensor], max_macs: int) -> nn.Module:
