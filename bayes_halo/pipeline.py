@@ -222,7 +222,8 @@ def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, tra
                **({"data_details": dict(data.details)} if data.details else {}), "task": data.task,
                "metric": metric, "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
     if module.groupings:  # whole groups by norm and learned coefficient, measured after physical removal
-        metrics["structured"] = structured_sweep(module, prune.keep, prune.prune_by, evaluate, data.input_shape)
+        metrics["structured"] = structured_sweep(module, prune.keep, prune.prune_by, evaluate, data.input_shape,
+                                                 example=data.prepare_batch(data.x_val[:16]))
     return metrics
 
 

@@ -68,7 +68,7 @@ def test_quick_starts_1_and_3_run_in_order(tmp_path):
     assert [c[2] for c in cli] == ["bayes_halo.fit", "bayes_halo.path"] and len(export) == 2
     for argv in cli + export:
         run(argv, tmp_path)
-    for name in ("small.pt", "small-refit.pt"):
+    for name in ("small.pt2", "small-refit.pt2"):
         assert (tmp_path / name).stat().st_size > 0
     python = blocks(section("Quick start 3: export"), "python")[0]
     cwd = os.getcwd()

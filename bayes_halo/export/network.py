@@ -42,18 +42,23 @@ class ExportedNetwork:
         return atomic_write(path, lambda f: torch.export.save(program, f))
 
 
-def export_network(net: nn.Module, input_shape: tuple[int, ...]) -> ExportedNetwork:
-    """A copy of ``net`` (pruned entries already exactly zero) without its dead units, checked on random input.
+def export_network(net: nn.Module, input_shape: tuple[int, ...], example: torch.Tensor | None = None) -> ExportedNetwork:
+    """A copy of ``net`` (pruned entries already exactly zero) without its dead units, checked on a probe batch.
 
     A network that knows its own structure may shrink itself: a method ``bayes_halo_shrunk()``
     returning the smaller copy (the transformers: fewer heads, narrower MLPs) is used instead of
-    Torch-Pruning's dependency graph.
+    Torch-Pruning's dependency graph.  ``example``: a batch of real inputs, traced and compared
+    on (needed where inputs are not real-valued images, e.g. a character model's token ids);
+    by default standard-normal inputs of ``input_shape``.
 
     Raises ConfigError when the shrunk copy's outputs differ from ``net``'s by more than
     ``TOLERANCE * (1 + max |output|)`` (an operation that maps 0 to non-zero between layers).
     """
     net = net.eval()
-    example = torch.randn(2, *input_shape, dtype=_dtype(net), device=_device(net))
+    probe = example
+    if example is None:
+        example = torch.randn(2, *input_shape, dtype=_dtype(net), device=_device(net))
+        probe = torch.randn(16, *input_shape, dtype=example.dtype, device=example.device)
     before = costs(net, example)
     if hasattr(net, "bayes_halo_shrunk"):
         small, removal = net.bayes_halo_shrunk().eval(), Removal(notes=["shrunk by the network's own bayes_halo_shrunk()"])
@@ -61,7 +66,6 @@ def export_network(net: nn.Module, input_shape: tuple[int, ...]) -> ExportedNetw
         small = copy.deepcopy(net)
         removal = remove_dead_units(small, example)
     after = costs(small, example)
-    probe = torch.randn(16, *input_shape, dtype=example.dtype, device=example.device)
     with torch.no_grad():
         expected, got = net(probe), small(probe)
     gap = float((expected - got).abs().max())

@@ -111,11 +111,11 @@ def group_masks(groupings: Sequence[Grouping], kept: Mapping[str, Tensor],
     return masks
 
 
-def structured_report(masked: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def structured_report(masked: nn.Module, input_shape: tuple[int, ...], example: Tensor | None = None) -> dict[str, Any]:
     """A masked network after physical removal: per layer units, parameters, multiply-adds per example."""
     from ..export import export_network  # export imports the pipeline, which imports pruning
 
-    exported = export_network(masked, tuple(input_shape))
+    exported = export_network(masked, tuple(input_shape), example)
     before, after = exported.before, exported.after
     return {"units": [r["units"] for r in after["layers"]], "units_before": [r["units"] for r in before["layers"]],
             "layers": [r["layer"] for r in after["layers"]], "parameters": after["parameters"],
@@ -168,8 +168,12 @@ def keep_within_macs(net: nn.Module, groupings: Sequence[Grouping], scores: Scor
 
 
 def structured_sweep(module: Any, keeps: Sequence[float], by: str, evaluate: Callable[[nn.Module], dict[str, float]],
-                     input_shape: tuple[int, ...], posterior: Scores | None = None) -> list[dict[str, Any]]:
-    """One row per (criterion, keep fraction of groups): groups kept, units per layer, parameters, MACs, accuracy."""
+                     input_shape: tuple[int, ...], posterior: Scores | None = None,
+                     example: Tensor | None = None) -> list[dict[str, Any]]:
+    """One row per (criterion, keep fraction of groups): groups kept, units per layer, parameters, MACs, accuracy.
+
+    ``example``: a batch of real inputs for the export's trace (see :func:`~bayes_halo.export.export_network`).
+    """
     groupings = list(module.groupings.values())
     tensors = dict(module.net.named_parameters())
     rows = []
@@ -180,5 +184,5 @@ def structured_sweep(module: Any, keeps: Sequence[float], by: str, evaluate: Cal
             rows.append({"keep": keep, "criterion": criterion, "by": by,
                          "groups_kept": sum(int(k.sum()) for k in kept.values()),
                          "groups_total": sum(int(k.numel()) for k in kept.values()),
-                         **structured_report(masked, input_shape), **evaluate(masked)})
+                         **structured_report(masked, input_shape, example), **evaluate(masked)})
     return rows
