@@ -40,6 +40,7 @@ def main(out: str, optimizer_name: str) -> None:
         optimizer.step()
     torch.save(model.state_dict(), f"{out}.rank{rank}")
     if distributed:
+        dist.barrier()  # no rank tears the group down while another still talks to it
         dist.destroy_process_group()
 
 
