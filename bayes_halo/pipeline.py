@@ -223,7 +223,7 @@ def evaluate_run(module: BayesianModule, data: ArrayData, config: RunConfig, tra
                "metric": metric, "version": __version__, "dense": evaluate(net), "pruned": rows, "sparsity": layers}
     if module.groupings:  # whole groups by norm and learned coefficient, measured after physical removal
         metrics["structured"] = structured_sweep(module, prune.keep, prune.prune_by, evaluate, data.input_shape,
-                                                 example=data.prepare_batch(data.x_val[:16]))
+                                                 example=data.prepare_batch(data.x_train[:16]))
     return metrics
 
 
