@@ -61,6 +61,13 @@ def soft_threshold(weight: Tensor, threshold: Tensor | float) -> Tensor:
     return weight.sign() * (weight.abs() - threshold).clamp_(min=0.0)
 
 
+def adaptive_weights(sizes: Mapping[str, Tensor], gamma: float, eps: float) -> dict[str, Tensor]:
+    """Zou's adaptive weights ``omega = (s + eps)^-gamma`` of pilot sizes ``s`` (``|w_hat_j|`` or ``||w_hat_g||``), by site."""
+    gamma = check_strength("gamma", gamma)
+    eps = check_strength("eps", eps)
+    return {site: (size.detach() + eps).pow(-gamma) for site, size in sizes.items()}
+
+
 class Prior(ABC):
     """A prior ``p(w, h)`` on one weight tensor ``w`` and its hyper-variables ``h``.
 

@@ -37,7 +37,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from ..errors import ConfigError
-from .base import HyperSite, Prior, check_strength, hyper_site_name
+from .base import HyperSite, Prior, adaptive_weights, check_strength, hyper_site_name
 
 
 
@@ -178,10 +178,8 @@ class GroupAdaptiveLaplace(_NormPrior):
     def from_pilot(cls, xi: float, pilot: Mapping[str, Tensor], gamma: float = 1.0,
                    eps: float = 1e-6) -> "GroupAdaptiveLaplace":
         """Weights ``omega_g = (||w_hat_g|| + eps)^-gamma`` from pilot matrices ``[G, d]`` keyed by site."""
-        gamma = check_strength("gamma", gamma)
-        eps = check_strength("eps", eps)
-        return cls(xi, {site: (torch.linalg.vector_norm(w.detach(), dim=1) + eps).pow(-gamma)
-                        for site, w in pilot.items()})
+        return cls(xi, adaptive_weights({site: torch.linalg.vector_norm(w.detach(), dim=1)
+                                         for site, w in pilot.items()}, gamma, eps))
 
     def _coefficients(self, site: str, matrix: Tensor) -> Tensor:
         if site not in self.omega:

@@ -8,7 +8,7 @@ import pyro.distributions as dist
 from torch import Tensor
 
 from ..errors import ConfigError
-from .base import Prior, check_strength, soft_threshold
+from .base import Prior, adaptive_weights, check_strength, soft_threshold
 
 
 def _laplace_site(site: str, like: Tensor, rate: Tensor) -> Tensor:
@@ -63,9 +63,7 @@ class AdaptiveLaplace(Prior):
     def from_pilot(cls, xi: float, pilot: Mapping[str, Tensor], gamma: float = 1.0,
                    eps: float = 1e-6) -> "AdaptiveLaplace":
         """Weights ``omega_j = (|w_hat_j| + eps)^-gamma`` from pilot estimates keyed by site."""
-        gamma = check_strength("gamma", gamma)
-        eps = check_strength("eps", eps)
-        return cls(xi, {site: (w.detach().abs() + eps).pow(-gamma) for site, w in pilot.items()})
+        return cls(xi, adaptive_weights({site: w.abs() for site, w in pilot.items()}, gamma, eps))
 
     def _omega(self, site: str, weight: Tensor) -> Tensor:
         if site not in self.omega:
