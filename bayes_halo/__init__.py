@@ -7,7 +7,8 @@ The main objects:
 * :func:`attach`: a prior on the layers of any ``torch.nn.Module``, for your own loop and optimiser;
   it returns a :class:`BayesianModule` (``penalty``, ``add_prior_grad_``, ``attach_optimizer``,
   ``prune``, ``export``), whose fast torch objective and Pyro model are the same estimator.
-* :class:`PriorSGD`: SGD with momentum and the prior's closed-form gradient fused in its step.
+* :class:`PriorSGD`, :class:`PriorAdamW`: SGD with momentum and AdamW with the prior's closed-form
+  gradient fused in their step (train on the likelihood alone).
 * :func:`fit_map`: MAP through Pyro (``AutoDelta``) for small models.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .inference.map import MAPResult, fit_map
 from .models.bayesian import BayesianModule
 from .priors import (HALO, PRIORS, AdaptiveLaplace, Horseshoe, Laplace, Normal, Prior,
                      RegularizedHorseshoe, SharedHALO, SitePriors, register_prior)
+from .training.adamw import PriorAdamW
 from .training.optim import PriorSGD
 
 try:
@@ -31,7 +33,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["attach", "BayesianModule", "PriorSGD", "fit_map", "MAPResult", "Prior", "PRIORS", "Normal", "Laplace",
+__all__ = ["attach", "BayesianModule", "PriorSGD", "PriorAdamW", "fit_map", "MAPResult", "Prior", "PRIORS", "Normal", "Laplace",
            "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe", "RegularizedHorseshoe", "SitePriors", "register_prior",
            "BayesHaloError", "ConfigError", "DataUnavailableError", "CheckpointError", "DivergenceError",
            "__version__"]

@@ -119,7 +119,8 @@ def test_compiled_update_is_the_eager_update_bit_for_bit():
 def test_config_builds_the_fused_optimiser_and_the_decayed_prior():
     from bayes_halo.pipeline import build_prior
     from bayes_halo.config import RunConfig, TrainConfig
-    from bayes_halo.training.optim import COMPILE_FROM_WEIGHT_STEPS, compile_pays, fused_update
+    from bayes_halo.training.optim import COMPILE_FROM_WEIGHT_STEPS, compile_pays
+    from bayes_halo.training.fused import fused_update
     from bayes_halo.training.trainer import build_optimizer
 
     assert build_prior(RunConfig.from_flat(prior="halo", lambda_decay=1e-4)).lambda_decay == 1e-4

@@ -1,48 +1,27 @@
 r"""SGD with momentum whose step also applies the prior: the fused prior update of the fast path.
 
-The loss given to ``backward`` is the likelihood term alone (``mean_nll``).  ``step`` then adds
-the prior's gradient in closed form (:meth:`~bayes_halo.priors.Prior.penalty_grad`), applies the
-chain rule of the positivity coordinate and SGD momentum, for every weight and its
-hyper-variables, in one function::
+:class:`~bayes_halo.training.fused.FusedPriorOptimizer` with ``torch.optim.SGD``'s rule
+(dampening 0, no Nesterov) for every tensor::
 
-    d_w = g_w + weight_decay * w + dR/dw(w, h)
-    d_r = dR/dh(w, h) * dh/dr                 (abs: h = |r|, dh/dr = sign(r); exp: h = e^r, dh/dr = h)
-    b <- momentum * b + d,   p <- p - lr * b  (torch.optim.SGD's rule, dampening 0, no Nesterov)
+    d <- d + weight_decay * w                 (the network's group only)
+    b <- momentum * b + d,   p <- p - lr * b
 
-For a grouping (a group prior's site) ``dR/dW`` of its ``[G, d]`` matrix is scattered into the
-member tensors (:meth:`~bayes_halo.groups.Grouping.scatter`), each of which then moves as ``w``.
-This is the gradient of ``mean_nll + R(w, h)`` (what ``BayesianModule.objective`` differentiates)
-without a forward or backward pass through ``R``: the hyper-variables never enter autograd.
-The function runs eagerly, or with ``compile=True`` through ``torch.compile`` as one graph, in
-which inductor fuses each tensor's whole update (prior gradient and momentum) into one pass.
 The operations are those of autograd through ``HALO.penalty`` followed by ``torch.optim.SGD``,
 in the same order, so the result is bit for bit that of the unfused path (eagerly and, on the CPU,
-compiled, checked on this project's machine with torch 2.13 and tested).  Learning rates are
-0-d tensors, so a schedule does not make ``torch.compile`` compile again.
-Compiled once per process, and from inductor's on-disk cache in later processes.  No host
-synchronisation in either.
+compiled, checked on this project's machine with torch 2.13 and tested).
+Compiled once per process, and from inductor's on-disk cache in later processes.
 """
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..config.choices import Positivity
-from ..groups import Grouping
-from ..models.bayesian import BayesianModule, site_gradients
-from ..priors import Prior
-
-#: one prior-carrying tensor: (site, w, g_w, momentum buffer of w, raw hypers by key, their buffers)
-SiteState = tuple[str, Tensor, Tensor, Tensor | None, dict[str, Tensor], dict[str, Tensor | None]]
-#: one tensor without a prior: (p, g_p, momentum buffer of p)
-PlainState = tuple[Tensor, Tensor, Tensor | None]
-#: one grouping: (site, grouping, its member tensors by name as PlainStates, raw hypers by key, their buffers)
-GroupState = tuple[str, Grouping, dict[str, PlainState], dict[str, Tensor], dict[str, Tensor | None]]
+from ..models.bayesian import BayesianModule
+from .fused import FusedPriorOptimizer
 
 
 def _move(param: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, momentum: float) -> None:
@@ -60,47 +39,24 @@ def _move(param: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, m
         param.addcmul_(direction, lr, value=-1.0)
 
 
-def _move_hypers(raws: dict[str, Tensor], raw_buffers: dict[str, Tensor | None], grad_raw: dict[str, Tensor],
-                 hyper_lr: Tensor, momentum: float) -> None:
-    """Step every raw hyper-variable ``r`` along its gradient ``dR/dr``."""
-    for key, r in raws.items():
-        _move(r, grad_raw[key], raw_buffers[key], hyper_lr, momentum)
-
-
-def _move_weight(w: Tensor, direction: Tensor, buffer: Tensor | None, lr: Tensor, momentum: float,
-                 weight_decay: float) -> None:
-    """Step a network tensor along ``direction + weight_decay * w`` (as torch.optim.SGD)."""
+def sgd_rule(param: Tensor, direction: Tensor, buffer: Tensor | None, coef: tuple[Tensor, float, float]) -> None:
+    """torch.optim.SGD's step of one tensor: ``coef = (lr, momentum, weight_decay)``."""
+    lr, momentum, weight_decay = coef
     if weight_decay:
-        direction = direction.add(w, alpha=weight_decay)
-    _move(w, direction, buffer, lr, momentum)
+        direction = direction.add(param, alpha=weight_decay)
+    _move(param, direction, buffer, lr, momentum)
 
 
-def fused_update(prior: Prior | None, positivity: Positivity, n_data: int, sites: list[SiteState],
-                 groups: list[GroupState], plain: list[PlainState], lr: Tensor, hyper_lr: Tensor, momentum: float,
-                 weight_decay: float) -> None:
-    """One SGD step on ``mean_nll + R``, given the likelihood's gradients (see the module docstring)."""
-    for site, w, g, buffer, raws, raw_buffers in sites:
-        grad_w, grad_raw = site_gradients(prior, positivity, n_data, site, w, raws)
-        _move_hypers(raws, raw_buffers, grad_raw, hyper_lr, momentum)
-        _move_weight(w, g + grad_w, buffer, lr, momentum, weight_decay)
-    for site, grouping, members, raws, raw_buffers in groups:
-        matrix = grouping.matrix({name: state[0] for name, state in members.items()})
-        grad_matrix, grad_raw = site_gradients(prior, positivity, n_data, site, matrix, raws)
-        _move_hypers(raws, raw_buffers, grad_raw, hyper_lr, momentum)
-        for name, grad in grouping.scatter(grad_matrix).items():
-            w, g, buffer = members[name]
-            _move_weight(w, g + grad, buffer, lr, momentum, weight_decay)
-    for p, g, buffer in plain:
-        _move_weight(p, g, buffer, lr, momentum, weight_decay)
+def _register_fma() -> None:
+    import torch._inductor.inductor_prims  # noqa: F401  (registers torch.ops.prims.fma; slow to import)
 
 
-class PriorSGD(torch.optim.Optimizer):
+class PriorSGD(FusedPriorOptimizer):
     """SGD with momentum on ``mean_nll + R(w, h)`` of ``module``, the prior's part inside ``step``.
 
     Two parameter groups, as ``torch.optim.SGD`` would have them: the network (``lr``,
     ``weight_decay``) and the hyper-variables in their coordinate (``hyper_lr``, no weight decay).
-    Call ``backward`` on the likelihood term only; a hyper-variable holding a gradient (the
-    penalty was back-propagated too, so it would count twice) is refused.
+    Call ``backward`` on the likelihood term only.
 
     Args:
         module: the network and its prior.
@@ -108,32 +64,15 @@ class PriorSGD(torch.optim.Optimizer):
         compile: run the update through ``torch.compile`` (one fused pass per tensor).
     """
 
+    rule = staticmethod(sgd_rule)
+
     def __init__(self, module: BayesianModule, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
                  hyper_lr: float | None = None, compile: bool = False) -> None:
-        groups: list[dict[str, Any]] = [{"params": list(module.network_parameters()), "lr": lr,
-                                         "weight_decay": weight_decay}]
-        hyper = list(module.hyper_parameters())
-        if hyper:
-            groups.append({"params": hyper, "lr": lr if hyper_lr is None else hyper_lr, "weight_decay": 0.0})
-        super().__init__(groups, {"lr": lr, "momentum": momentum, "weight_decay": 0.0})
-        self.module = module
-        params = dict(module.net.named_parameters())
-        groupings = {site: module.groupings[site] for site in module.sites if site in module.groupings}
-        tensors = [n for site in module.sites for n in (groupings[site].tensor_names if site in groupings else (site,))]
-        missing = [name for name in tensors if name not in params]
-        if missing:
-            raise ConfigError(f"fused prior update needs {missing} to be parameters (is a pruning mask attached?)")
-        self._site_params = {site: params[site] for site in module.sites if site not in groupings}
-        self._group_params = {site: (grouping, {n: params[n] for n in grouping.tensor_names})
-                              for site, grouping in groupings.items()}
-        self._raw = {site: module.raw_hyper(site) for site in module.sites}
-        self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
-        self._update: Callable[..., None] = fused_update
-        if compile:
-            import torch._inductor.inductor_prims  # noqa: F401  (registers torch.ops.prims.fma; slow to import)
-            self._update = torch.compile(fused_update, dynamic=False)
+        super().__init__(module, lr, weight_decay, hyper_lr, {"momentum": momentum}, compile, _register_fma)
 
-    def _buffer(self, p: Tensor, momentum: float) -> Tensor | None:
+    def tensor_state(self, p: Tensor) -> Tensor | None:
+        """The momentum buffer of ``p`` (None without momentum)."""
+        momentum = float(self.param_groups[0]["momentum"])
         if not momentum:
             return None
         state = self.state[p]
@@ -141,60 +80,14 @@ class PriorSGD(torch.optim.Optimizer):
             state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state["momentum_buffer"]
 
-    def _lr(self, index: int, like: Tensor) -> Tensor:
-        """Group ``index``'s learning rate as a 0-d tensor like ``like``, refilled only when it changes.
-
-        A tensor, not a float, so that ``torch.compile`` does not compile again at each new value.
-        """
-        value = float(self.param_groups[index]["lr"])
-        cached = self._lr_tensors.get(index)
-        if cached is None or cached[0] != value:
-            tensor = cached[1] if cached is not None else like.new_zeros(())
-            cached = (value, tensor.fill_(value))
-            self._lr_tensors[index] = cached
-        return cached[1]
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        network = self.param_groups[0]
-        momentum, weight_decay = float(network["momentum"]), float(network["weight_decay"])
-        hyper_momentum = float(self.param_groups[-1]["momentum"])
-        if hyper_momentum != momentum:
+    def coefficients(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        network, hyper = self.param_groups[0], self.param_groups[-1]
+        momentum = float(network["momentum"])
+        if float(hyper["momentum"]) != momentum:
             raise ConfigError("fused prior update: both parameter groups need the same momentum")
-        sites: list[SiteState] = []
-        for site, w in self._site_params.items():
-            raws = self._raws(site)
-            sites.append((site, *self._state(w, momentum), raws,
-                          {key: self._buffer(r, momentum) for key, r in raws.items()}))
-        groups: list[GroupState] = []
-        for site, (grouping, members) in self._group_params.items():
-            raws = self._raws(site)
-            groups.append((site, grouping, {n: self._state(w, momentum) for n, w in members.items()}, raws,
-                           {key: self._buffer(r, momentum) for key, r in raws.items()}))
-        taken = {id(w) for w in self._site_params.values()}
-        taken.update(id(w) for _, members in self._group_params.values() for w in members.values())
-        plain: list[PlainState] = [(p, p.grad, self._buffer(p, momentum)) for p in network["params"]
-                                   if id(p) not in taken and p.grad is not None]
-        first = network["params"][0]
-        self._update(self.module.prior, self.module.positivity, self.module.n_data, sites, groups, plain,
-                     self._lr(0, first), self._lr(len(self.param_groups) - 1, first), momentum, weight_decay)
-        return loss
-
-    def _raws(self, site: str) -> dict[str, Tensor]:
-        """The raw hyper-variables of ``site``, refusing ones that hold a gradient."""
-        raws = self._raw[site]
-        if any(r.grad is not None for r in raws.values()):
-            raise ConfigError("fused prior update: back-propagate the likelihood alone, not the penalty "
-                              "(a hyper-variable has a gradient, so the prior would count twice)")
-        return raws
-
-    def _state(self, w: Tensor, momentum: float) -> PlainState:
-        """``(w, g_w, buffer)``, a zero gradient where the likelihood gave none."""
-        return w, w.grad if w.grad is not None else torch.zeros_like(w), self._buffer(w, momentum)
+        like = network["params"][0]
+        return ((self.scalar("lr", float(network["lr"]), like), momentum, float(network["weight_decay"])),
+                (self.scalar("hyper_lr", float(hyper["lr"]), like), momentum, 0.0))
 
 
 #: weight-steps (prior-carrying weights x training steps) from which "auto" compiles the update.
