@@ -43,8 +43,8 @@ def adamw_rule(param: Tensor, direction: Tensor, moments: Moments,
         param.mul_(decay)
     exp_avg.lerp_(direction, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(direction, direction, value=1 - beta2)
-    denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(eps)
-    param.sub_(exp_avg / denom * step_size)
+    denom = exp_avg_sq.sqrt().div_(bias2_sqrt).add_(eps).div_(step_size)
+    param.addcdiv_(exp_avg, denom, value=-1.0)
 
 
 class PriorAdamW(FusedPriorOptimizer):
