@@ -95,3 +95,17 @@ def test_unknown_model_lists_the_choices():
     with pytest.raises(ConfigError) as err:
         build_model("resnet9000", (1, 28, 28), 10)
     assert all(name in str(err.value) for name in ("lenet300", "lenet5", "lenet5-caffe"))
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 24, 24), (2, 4, 9, 7)])
+def test_max_pool_2x2_equals_torch_max_pool_values_and_gradient(shape):
+    """The LeNets' pooling against F.max_pool2d (odd sizes: floor mode); continuous random inputs have no ties."""
+    from torch.nn import functional as F
+
+    from bayes_halo.models.lenet import max_pool_2x2
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, dtype=torch.float64)
+    ours, = torch.autograd.grad((max_pool_2x2(x) * weights).sum(), x)
+    reference, = torch.autograd.grad((F.max_pool2d(x, 2) * weights).sum(), x)
+    assert torch.equal(max_pool_2x2(x), F.max_pool2d(x, 2))
+    assert torch.equal(ours, reference)
