@@ -4,7 +4,9 @@ L1-norm channel pruning (with and without fine-tuning), compared at EQUAL multip
 Every run trains with the config's budget, then each method's end-of-training network is pruned to
 the largest number of its groups (units/channels, or weights for per-weight HALO) whose exported
 network needs at most ``max_macs`` multiply-adds per example, measured after physical removal
-(:func:`bayes_halo.pruning.structured.keep_within_macs`).  Rows (one per run and criterion) go to
+(:func:`bayes_halo.pruning.structured.keep_within_macs`), or, with ``max_units`` (a list, one cap
+per grouping in layer order), to at most that many units in each layer (:func:`keep_within_units`;
+group methods and dense only).  Rows (one per run and criterion) go to
 ``<out>/results.csv``, rewritten atomically after every run; runs already there are skipped.
 ``report.py`` then picks each method's strengths by mean VALIDATION accuracy over seeds.
 
@@ -32,11 +34,12 @@ from bayes_halo.groups import build_groupings
 from bayes_halo.models import prunable_layers
 from bayes_halo.pipeline import finetune, run_fit
 from bayes_halo.pruning import keep_masks, pruned_copy
-from bayes_halo.pruning.structured import group_criteria, keep_within_macs, norm_scores, structured_report
+from bayes_halo.pruning.structured import (group_criteria, group_masks, keep_groups, keep_within_macs, norm_scores,
+                                          structured_report)
 from bayes_halo.pruning.sweep import pruning_criteria
 from bayes_halo.training.evaluate import split_score
 
-FIELDS = ["model", "method", "criterion", "xi", "psi", "seed", "epochs", "subset", "finetune_epochs", "max_macs",
+FIELDS = ["model", "method", "criterion", "xi", "psi", "seed", "epochs", "subset", "finetune_epochs", "max_macs", "max_units",
           "units", "inputs_read", "macs", "parameters", "val_accuracy", "test_accuracy", "dense_val_accuracy",
           "dense_test_accuracy", "train_seconds"]
 SHAPE = (1, 28, 28)
@@ -80,6 +83,17 @@ def _weights_within_macs(net: nn.Module, scores: dict[str, torch.Tensor], max_ma
     return masked(low)
 
 
+def keep_within_units(net: nn.Module, groupings: list, scores: dict[str, torch.Tensor],
+                      caps: list[int]) -> dict[str, torch.Tensor]:
+    """Masks keeping, in each grouping (layer order: the first Linear's inputs, then each hidden layer), its
+    ``caps[i]`` best-scored groups: a cap on the units of every layer (Bayesian Compression's 311-86-14)."""
+    if len(caps) != len(groupings):
+        raise ValueError(f"{len(caps)} unit caps for {len(groupings)} groupings ({[g.name for g in groupings]})")
+    kept = {g.name: keep_groups({g.name: scores[g.name]}, min(cap, g.n_groups), by="layer")[g.name]
+            for g, cap in zip(groupings, caps)}
+    return group_masks(groupings, kept, dict(net.named_parameters()))
+
+
 def run_job(args: tuple[dict[str, Any], dict[str, Any]]) -> list[dict[str, Any]]:
     """Train one run and prune it to the budget by every criterion of its method."""
     study, job = args
@@ -91,23 +105,32 @@ def run_job(args: tuple[dict[str, Any], dict[str, Any]]) -> list[dict[str, Any]]
     data = load_dataset("mnist", None, val_size=study["val_size"], seed=job["seed"], download=False,
                         subset=study.get("subset"))
     result = run_fit(config, progress=False, data=data)
-    module, net, budget = result.module, result.module.net.eval(), study["max_macs"]
+    module, net, budget = result.module, result.module.net.eval(), study.get("max_macs")
+    caps = study.get("max_units")
+    prune = ((lambda groupings, scores: keep_within_units(net, groupings, scores, caps)) if caps else
+             (lambda groupings, scores: keep_within_macs(net, groupings, scores, SHAPE, budget)[0]))
     common = {"model": study["model"], "method": job["method"], "xi": job.get("xi", ""), "psi": job.get("psi", ""),
               "seed": job["seed"], "epochs": study["epochs"], "subset": study.get("subset"), "finetune_epochs": 0,
-              "max_macs": budget, "dense_val_accuracy": result.metrics["dense"]["val_accuracy"],
+              "max_macs": budget or "", "max_units": "-".join(map(str, caps or [])), "dense_val_accuracy": result.metrics["dense"]["val_accuracy"],
               "dense_test_accuracy": result.metrics["dense"]["test_accuracy"],
               "train_seconds": round(result.metrics["train_seconds"], 1)}
     tensors = dict(net.named_parameters())
     if module.groupings:  # group priors: rank the trained groups by norm and by the learned coefficient
         groupings = list(module.groupings.values())
-        return [_row(pruned_copy(net, keep_within_macs(net, groupings, scores, SHAPE, budget)[0]).eval(), data,
-                     **common, criterion=criterion)
-                for criterion, scores in group_criteria(module).items()]
+        rows = []
+        for criterion, scores in group_criteria(module).items():
+            masks = prune(groupings, scores)
+            rows.append(_row(pruned_copy(net, masks).eval(), data, **common, criterion=criterion))
+            if study.get("finetune_groups"):  # the same masks, then likelihood-only epochs (as dense + L1)
+                tuned = finetune(net, masks, data, config.replace(finetune_epochs=study["finetune_epochs"]))
+                rows.append(_row(tuned.eval(), data, **{**common, "finetune_epochs": study["finetune_epochs"]},
+                                 criterion=f"{criterion}+finetune"))
+        return rows
     if job["prior"] != "none":  # per-weight prior: magnitude pruning, dead units removed by export
         return [_row(_weights_within_macs(net, pruning_criteria(module)["magnitude"], budget), data, **common,
                      criterion="magnitude")]
     groupings = build_groupings("unit", net, prunable_layers(net), torch.zeros(2, *SHAPE))
-    masks, _ = keep_within_macs(net, groupings, norm_scores(groupings, tensors, p=1), SHAPE, budget)
+    masks = prune(groupings, norm_scores(groupings, tensors, p=1))
     rows = [_row(pruned_copy(net, masks).eval(), data, **common, criterion="l1-channel")]
     tuned = finetune(net, masks, data, config.replace(finetune_epochs=study["finetune_epochs"]))
     rows.append(_row(tuned.eval(), data, **{**common, "finetune_epochs": study["finetune_epochs"]},
