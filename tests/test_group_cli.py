@@ -48,7 +48,24 @@ def test_default_groups_keep_the_per_weight_prior():
     assert module.groupings == {} and module.sites == ("fc1.weight", "fc2.weight", "fc3.weight")
 
 
+def test_size_power_reaches_the_group_prior_through_strength():
+    """``--strength size_power=P``: the run's group HALO prices each group at d^P times its penalty."""
+    config = RunConfig.from_flat(dataset="digits", val_size=200, prior="halo", groups="unit", xi=1e-3, psi=2e-3,
+                                 strength=("size_power=0.5",))
+    data = load_dataset("digits", val_size=200)
+    module = build_module(config, data.input_shape, data.n_classes, data.n_train)
+    assert module.prior.size_power == 0.5
+    expected = 0.0
+    for site in module.sites:
+        matrix = module.site_value(site).detach().double()
+        lam = module.hyper(site)["lambda"].detach().double()
+        expected += matrix.shape[1] ** 0.5 * float((1e-3 * matrix.pow(2).sum(1).sqrt() / lam**2).sum() + 2e-3 * lam.sum())
+    assert module.penalty().item() == pytest.approx(expected, rel=1e-5)
+    assert RunConfig.from_flat(prior="halo", groups="unit").prior.strengths()["size_power"] == 0.0
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--prior", "halo", "--strength", "size_power=0.5"], "prior 'halo' takes no size_power"),
     (["--prior", "ridge", "--groups", "unit"], "no group version"),
     (["--groups", "channels"], "invalid choice"),
     (["--prior", "halo", "--groups", "unit", "--lambda-decay", "1e-4"], "takes no --lambda-decay"),

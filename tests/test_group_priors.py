@@ -8,7 +8,7 @@ from scipy.integrate import quad
 from scipy.optimize import minimize_scalar
 
 from bayes_halo.errors import ConfigError
-from bayes_halo.priors import (PRIORS, GroupAdaptiveLaplace, GroupHALO, GroupHorseshoe, GroupLaplace, Laplace,
+from bayes_halo.priors import (HALO, PRIORS, GroupAdaptiveLaplace, GroupHALO, GroupHorseshoe, GroupLaplace, Laplace,
                                hyper_site_name, trainable_priors)
 from bayes_halo.priors.group import RadialLaplace
 
@@ -20,7 +20,11 @@ SITE = "fc1:inputs"
 def all_priors():
     pilot = {SITE: torch.randn(G, D, dtype=torch.float64)}
     return [GroupLaplace(1e-2), GroupAdaptiveLaplace.from_pilot(2e-3, pilot, gamma=1.5), GroupHALO(1e-3, 2e-3),
-            GroupHorseshoe(0.5)]
+            GroupHALO(1e-3, 2e-3, size_power=5 / 6), GroupHorseshoe(0.5)]
+
+
+def prior_id(prior):
+    return prior.name + (f"-size{prior.size_power:.2f}" if getattr(prior, "size_power", 0) else "")
 
 
 def random_point(prior, generator, zero_rows=()):
@@ -38,7 +42,7 @@ def pyro_neg_log_prob(prior, w, hyper):
     return -trace.log_prob_sum()
 
 
-@pytest.mark.parametrize("prior", all_priors(), ids=lambda p: p.name)
+@pytest.mark.parametrize("prior", all_priors(), ids=prior_id)
 def test_pyro_density_is_penalty_times_n_plus_constant(prior, float64):
     generator = torch.Generator().manual_seed(1)
     offsets, magnitudes = [], []
@@ -72,14 +76,14 @@ def independent_penalty(prior, w, hyper):
     """The penalties written out in plain torch (no shared code with bayes_halo.priors.group)."""
     norms = torch.sqrt((w * w).sum(dim=1))
     if isinstance(prior, GroupHALO):
-        lam = hyper["lambda"]
-        return prior.xi * (norms / lam**2).sum() + prior.psi * lam.sum()
+        lam, scale = hyper["lambda"], D ** prior.size_power
+        return scale * prior.xi * (norms / lam**2).sum() + scale * prior.psi * lam.sum()
     if isinstance(prior, GroupAdaptiveLaplace):
         return prior.xi * math.sqrt(D) * (prior.omega[SITE] * norms).sum()
     return prior.xi * math.sqrt(D) * norms.sum()
 
 
-@pytest.mark.parametrize("prior", all_priors()[:3], ids=lambda p: p.name)
+@pytest.mark.parametrize("prior", all_priors()[:-1], ids=prior_id)
 def test_penalty_and_penalty_grad_against_an_independent_formula(prior, float64):
     generator = torch.Generator().manual_seed(2)
     for _ in range(5):
@@ -95,7 +99,7 @@ def test_penalty_and_penalty_grad_against_an_independent_formula(prior, float64)
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("prior", all_priors()[:3], ids=lambda p: p.name)
+@pytest.mark.parametrize("prior", all_priors()[:-1], ids=prior_id)
 def test_exactly_zero_groups_get_the_zero_subgradient(prior, float64):
     w, hyper = random_point(prior, torch.Generator().manual_seed(3), zero_rows=(1, 3))
     grad_w, grad_h = prior.penalty_grad(SITE, w, hyper, N)
@@ -107,12 +111,14 @@ def test_exactly_zero_groups_get_the_zero_subgradient(prior, float64):
         pyro_grad = torch.autograd.grad(pyro_neg_log_prob(prior, w, hyper), w)[0]
         assert torch.count_nonzero(pyro_grad[[1, 3]]) == 0
     if isinstance(prior, GroupHALO):
-        torch.testing.assert_close(grad_h["lambda"][[1, 3]], torch.full((2,), prior.psi))
+        torch.testing.assert_close(grad_h["lambda"][[1, 3]], torch.full((2,), prior.psi * D ** prior.size_power))
 
 
-@pytest.mark.parametrize("xi,psi,r,d", [(1e-3, 2e-3, 0.7, 4), (3e-5, 1e-4, 0.01, 300), (0.2, 0.05, 3.0, 1)])
-def test_group_halo_profile_is_a_cube_root_group_bridge(xi, psi, r, d):
-    prior = GroupHALO(xi, psi)
+@pytest.mark.parametrize("xi,psi,r,d,power", [(1e-3, 2e-3, 0.7, 4, 0.0), (3e-5, 1e-4, 0.01, 300, 0.0),
+                                               (0.2, 0.05, 3.0, 1, 0.0), (1e-3, 2e-3, 0.7, 4, 0.5),
+                                               (3e-5, 1e-4, 0.01, 300, 5 / 6)])
+def test_group_halo_profile_is_a_cube_root_group_bridge(xi, psi, r, d, power):
+    prior = GroupHALO(xi, psi, size_power=power)
     direction = torch.randn(1, d, dtype=torch.float64)
     weight = r * direction / direction.norm()
 
@@ -121,7 +127,32 @@ def test_group_halo_profile_is_a_cube_root_group_bridge(xi, psi, r, d):
 
     best = minimize_scalar(penalty_at, bounds=(1e-9, 1e3), method="bounded", options={"xatol": 1e-12})
     assert best.x == pytest.approx((2 * xi * r / psi) ** (1 / 3), rel=1e-4)
-    assert best.fun == pytest.approx(3 * 2 ** (-2 / 3) * xi ** (1 / 3) * psi ** (2 / 3) * r ** (1 / 3), rel=1e-8)
+    assert best.fun == pytest.approx(d ** power * 3 * 2 ** (-2 / 3) * xi ** (1 / 3) * psi ** (2 / 3) * r ** (1 / 3),
+                                     rel=1e-8)
+
+
+@pytest.mark.parametrize("d", [4, 128, 4096])
+def test_size_power_five_sixths_prices_a_group_as_its_weights_under_per_weight_halo(d):
+    """``size_power = 5/6``: the profile penalty of ``d`` weights of RMS ``r`` grouped equals that of
+    the same ``d`` weights under per-weight HALO (each profiled over its own lambda, numerically)."""
+    xi, psi, r = 2e-4, 1e-3, 0.08
+    grouped = GroupHALO(xi, psi, size_power=5 / 6)
+    weight = torch.full((1, d), r, dtype=torch.float64)  # every entry r: RMS r, ||w|| = sqrt(d) r
+
+    def group_at(lam):
+        return grouped.penalty("g", weight, {"lambda": torch.tensor([lam], dtype=torch.float64)}, N).item()
+
+    def single_at(lam):
+        return HALO(xi, psi).penalty("w", weight[:, :1], {"lambda": torch.tensor([[lam]], dtype=torch.float64)},
+                                     N).item()
+
+    best = dict(bounds=(1e-9, 1e3), method="bounded", options={"xatol": 1e-12})
+    group = minimize_scalar(group_at, **best).fun
+    per_weight = d * minimize_scalar(single_at, **best).fun
+    assert group == pytest.approx(per_weight, rel=1e-7)
+    # without the scaling the group is far cheaper than its weights: d^(1/6) against d
+    assert GroupHALO(xi, psi).penalty("g", weight, {"lambda": torch.tensor([1.0], dtype=torch.float64)}, N) < (
+        group_at(1.0))
 
 
 def test_group_laplace_with_one_entry_per_group_is_the_lasso(float64):
@@ -150,3 +181,5 @@ def test_registry_and_validation():
         GroupAdaptiveLaplace.from_pilot(1e-3, {"a": torch.ones(2, 2)}).penalty("b", torch.ones(2, 2), {}, N)
     with pytest.raises(ConfigError, match="positive"):
         GroupHALO(1e-3, 0.0)
+    with pytest.raises(ConfigError, match="size_power must be a finite non-negative"):
+        GroupHALO(1e-3, 1e-3, size_power=-0.5)

@@ -34,7 +34,7 @@ DEFAULT_STRENGTHS: dict[str, dict[str, float]] = {
     # the validation scout of experiments/group_defaults (LeNet-300-100, unit groups, 5 epochs, seed 0)
     "group-laplace": {"xi": 3e-5},
     "group-adaptive-laplace": {"xi": 3e-5},
-    "group-halo": {"xi": 2e-3, "psi": 1e-4},
+    "group-halo": {"xi": 2e-3, "psi": 1e-4, "size_power": 0.0},
 }
 
 #: ``strengths, pilot weights, gamma -> prior`` for the priors built from a dense pilot fit

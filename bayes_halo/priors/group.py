@@ -13,11 +13,16 @@ whose normaliser adds ``-d log a`` to ``-log p``.  Per example (``N R = -log p +
   favoured; for ``d = 1`` it is the lasso.
 * group adaptive Laplace: ``a_g = N xi sqrt(d) omega_g``, ``omega_g = (||w_hat_g|| + eps)^-gamma``
   from a pilot's group norms; ``R = xi sqrt(d) sum_g omega_g ||w_g||``.
-* group HALO: ``lambda_g ~ Gamma(2d + 1, rate N psi)``, ``a_g = N xi / lambda_g^2``;
-  ``R = xi sum_g ||w_g|| / lambda_g^2 + psi sum_g lambda_g`` exactly (the normaliser's
-  ``+2d log lambda_g`` cancels the Gamma's ``-2d log lambda_g``).  No ``sqrt(d)``: the math
-  note's form.  Profile over ``lambda_g``: ``lambda_g* = (2 xi ||w_g|| / psi)^(1/3)``, penalty
-  ``3 * 2^(-2/3) xi^(1/3) psi^(2/3) ||w_g||^(1/3)``.
+* group HALO: ``lambda_g ~ Gamma(2d + 1, rate N c_d psi)``, ``a_g = N c_d xi / lambda_g^2``;
+  ``R = c_d (xi sum_g ||w_g|| / lambda_g^2 + psi sum_g lambda_g)`` exactly (the normaliser's
+  ``+2d log lambda_g`` cancels the Gamma's ``-2d log lambda_g``), with ``c_d = d^size_power``.
+  ``size_power = 0`` (the default) is the math note's form.  Profile over ``lambda_g``:
+  ``lambda_g* = (2 xi ||w_g|| / psi)^(1/3)`` (``c_d`` cancels), penalty
+  ``3 * 2^(-2/3) c_d xi^(1/3) psi^(2/3) ||w_g||^(1/3)``.  With ``size_power = 5/6`` a group of
+  ``d`` weights of root-mean-square ``r`` (``||w_g|| = sqrt(d) r``) costs exactly what ``d``
+  per-weight HALO weights of size ``r`` cost (``c_d d^(1/6) = d``): groups of different sizes (an
+  attention head and an MLP unit) are then shrunk alike per weight.  The same rule gives group
+  lasso's ``sqrt(d)``.
 * group horseshoe (Bayesian Compression): ``tau ~ HalfCauchy(tau0)``, ``s_g ~ HalfCauchy(1)``,
   ``w_g ~ Normal(0, tau^2 s_g^2 I)``: degenerate MAP, SVI only.
 
@@ -192,46 +197,56 @@ class GroupAdaptiveLaplace(_NormPrior):
 
 
 class GroupHALO(GroupPrior):
-    r"""Group HALO: ``lambda_g ~ Gamma(2d + 1, rate N psi)``, ``p(w_g | lambda_g) ∝ exp(-N xi ||w_g|| / lambda_g^2)``.
+    r"""Group HALO: ``lambda_g ~ Gamma(2d + 1, rate N c_d psi)``, ``p(w_g | lambda_g) ∝ exp(-N c_d xi ||w_g|| / lambda_g^2)``.
 
     Supports: ``w_g`` in ``R^d``, ``lambda_g > 0``.  Per example, exactly (no constant lost)::
 
-        R(W, lambda) = xi * sum_g ||w_g|| / lambda_g^2 + psi * sum_g lambda_g.
+        R(W, lambda) = c_d (xi * sum_g ||w_g|| / lambda_g^2 + psi * sum_g lambda_g),   c_d = d^size_power.
 
-    ``dR/dw_g = xi w_g / (lambda_g^2 ||w_g||)`` (0 at a zero group),
-    ``dR/dlambda_g = psi - 2 xi ||w_g|| / lambda_g^3``.
+    ``dR/dw_g = c_d xi w_g / (lambda_g^2 ||w_g||)`` (0 at a zero group),
+    ``dR/dlambda_g = c_d (psi - 2 xi ||w_g|| / lambda_g^3)``.  ``size_power`` 0 (default): the math
+    note's form; 5/6: a group costs what its ``d`` weights would cost under per-weight HALO at the
+    group's root-mean-square (see the module docstring).
     """
 
     name = "group-halo"
-    strengths = ("xi", "psi")
+    strengths = ("xi", "psi", "size_power")
     coefficient_of = "lambda"
 
-    def __init__(self, xi: float, psi: float, init_scale: float = 1.0) -> None:
+    def __init__(self, xi: float, psi: float, size_power: float = 0.0, init_scale: float = 1.0) -> None:
         self.xi = check_strength("xi", xi)
         self.psi = check_strength("psi", psi)
+        self.size_power = check_strength("size_power", size_power, allow_zero=True)
         self.init_scale = check_strength("init_scale", init_scale)
+
+    def size_scale(self, size: int) -> float:
+        """``c_d = d^size_power``, the factor on both strengths for groups of ``d = size`` weights."""
+        return float(size) ** self.size_power
 
     def hyper_sites(self, site: str, weight: Tensor) -> dict[str, HyperSite]:
         return {"lambda": HyperSite(weight.new_full(weight.shape[:1], self.init_scale), constraints.positive)}
 
-    def coefficient(self, lam: Tensor) -> Tensor:
-        """The learned per-group lasso coefficient ``xi / lambda_g^2``."""
-        return self.xi / lam.pow(2)
+    def coefficient(self, lam: Tensor, size: int = 1) -> Tensor:
+        """The learned per-group lasso coefficient ``c_d xi / lambda_g^2`` of groups of ``size`` weights."""
+        return (self.size_scale(size) * self.xi) / lam.pow(2)
 
     def penalty(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor], n_data: int) -> Tensor:
-        return _GroupHALOPenalty.apply(weight, hyper["lambda"], self.xi, self.psi)
+        scale = self.size_scale(weight.shape[1])
+        return _GroupHALOPenalty.apply(weight, hyper["lambda"], scale * self.xi, scale * self.psi)
 
     def penalty_grad(self, site: str, weight: Tensor, hyper: Mapping[str, Tensor],
                      n_data: int) -> tuple[Tensor, dict[str, Tensor]]:
+        scale = self.size_scale(weight.shape[1])
         grad_w, grad_lam = _group_halo_grads(weight, torch.linalg.vector_norm(weight, dim=1), hyper["lambda"],
-                                             self.xi, self.psi)
+                                             scale * self.xi, scale * self.psi)
         return grad_w, {"lambda": grad_lam}
 
     def sample(self, site: str, like: Tensor, n_data: int) -> Tensor:
         size = like.shape[1]
-        gamma = dist.Gamma(like.new_tensor(2.0 * size + 1.0), like.new_tensor(n_data * self.psi))
+        scale = self.size_scale(size)
+        gamma = dist.Gamma(like.new_tensor(2.0 * size + 1.0), like.new_tensor(n_data * scale * self.psi))
         lam = pyro.sample(hyper_site_name(site, "lambda"), gamma.expand(like.shape[:1]).to_event(1))
-        return pyro.sample(site, RadialLaplace(n_data * self.xi / lam.square(), size).to_event(1))
+        return pyro.sample(site, RadialLaplace(n_data * scale * self.xi / lam.square(), size).to_event(1))
 
 
 class GroupHorseshoe(GroupPrior):

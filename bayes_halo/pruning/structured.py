@@ -50,7 +50,7 @@ def group_criteria(module: Any, posterior: Scores | None = None) -> dict[str, di
     prior = module.prior
     if prior is not None and prior.coefficient_of is not None:
         criteria["coefficient"] = {
-            g.name: -prior.coefficient(module.hyper(g.name)[prior.coefficient_of].detach()) for g in groupings}
+            g.name: -prior.coefficient(module.hyper(g.name)[prior.coefficient_of].detach(), g.size) for g in groupings}
     if posterior is not None:
         criteria["posterior"] = {name: -p for name, p in posterior.items()}
     return criteria

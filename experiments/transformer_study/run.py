@@ -40,7 +40,7 @@ from bayes_halo.pruning.heads import (head_unit_groupings, keep_counts, magnitud
                                       wanda_scores)
 from bayes_halo.training.evaluate import split_score
 
-FIELDS = ["model", "method", "criterion", "finetune_epochs", "seed", "xi", "psi", "heads_kept", "units_kept",
+FIELDS = ["model", "method", "criterion", "finetune_epochs", "seed", "xi", "psi", "size_power", "heads_kept", "units_kept",
           "multiply_adds", "multiply_adds_dense", "metric", "val", "test", "dense_val", "dense_test",
           "train_seconds"]
 
@@ -56,6 +56,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", type=int, default=None, help="training examples (before validation)")
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--grid", type=str, nargs="+", default=["5e-5:1e-4"], help="group-HALO xi:psi points")
+    parser.add_argument("--size-power", type=float, default=0.0,
+                        help="group HALO's size_power: both strengths times d^P for a group of d weights "
+                             "(5/6: a head and an MLP unit priced as their weights under per-weight HALO)")
     parser.add_argument("--keep-heads", type=float, default=0.5)
     parser.add_argument("--keep-units", type=float, default=0.5)
     parser.add_argument("--finetune-epochs", type=int, default=1)
@@ -95,6 +98,7 @@ def pruned_rows(module: BayesianModule, data: ArrayData, config: RunConfig, args
             val, test = evaluate(small, data)
             rows.append({"model": args.model, "method": method, "criterion": criterion, "finetune_epochs": epochs,
                          "seed": config.seed, "xi": config.prior.xi, "psi": config.prior.psi,
+                         "size_power": config.prior.strengths().get("size_power", ""),
                          "heads_kept": sum(small.heads), "units_kept": sum(small.hidden),
                          "multiply_adds": small.multiply_adds(), "multiply_adds_dense": net.multiply_adds(),
                          "metric": data.spec.metric, "val": val, "test": test, "dense_val": dense_val,
@@ -116,13 +120,14 @@ def dense_rows(args: argparse.Namespace, seed: int, data: ArrayData, out: Path) 
 
 def halo_rows(args: argparse.Namespace, seed: int, point: str, data: ArrayData, out: Path) -> list[dict[str, Any]]:
     xi, psi = (float(v) for v in point.split(":"))
-    config = base_config(args, seed, prior="halo", groups="unit", xi=xi, psi=psi)
+    config = base_config(args, seed, prior="halo", groups="unit", xi=xi, psi=psi,
+                         strength=(f"size_power={args.size_power!r}",))
     result = run_fit(config, out / f"halo-{point.replace(':', '_')}-seed{seed}", overwrite=True, progress=False,
                      data=data)
     module = result.module
     heads, units = head_unit_groupings(module.net)
     prior = module.prior
-    coefficient = {g.name: -prior.coefficient(module.hyper(g.name)[prior.coefficient_of].detach())
+    coefficient = {g.name: -prior.coefficient(module.hyper(g.name)[prior.coefficient_of].detach(), g.size)
                    for g in heads + units}
     criteria = {"halo-coefficient": coefficient, "magnitude": magnitude_scores(heads + units, module.net)}
     return pruned_rows(module, data, config, args, criteria, "group-halo", result.metrics["train_seconds"])
