@@ -105,7 +105,9 @@ def _groups_help() -> str:
     return "how the prior groups the weights: " + "; ".join(
         f"{name}: {STRUCTURES.get(name).help}" for name in available_structures()) + (
         ". With groups, --prior laplace, adaptive-laplace and halo become group-laplace (xi sqrt(d) ||w_g||), "
-        "group-adaptive-laplace and group-halo (lambda_g ~ Gamma(2d+1, N psi))")
+        "group-adaptive-laplace and group-halo (lambda_g ~ Gamma(2d+1, N psi); --strength size_power=P "
+        "multiplies both its strengths by d^P for a group of d weights, 5/6 pricing a group as its weights "
+        "under per-weight HALO)")
 
 
 @dataclass(frozen=True)

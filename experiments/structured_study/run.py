@@ -7,7 +7,7 @@ network needs at most ``max_macs`` multiply-adds per example, measured after phy
 (:func:`bayes_halo.pruning.structured.keep_within_macs`), or, with ``max_units`` (a list, one cap
 per grouping in layer order), to at most that many units in each layer (:func:`keep_within_units`;
 group methods and dense only).  Fine-tuning (dense + L1 always, group methods with ``finetune_groups``)
-runs ``finetune_epochs`` at ``finetune_lr`` (default 0.01), likelihood only, masks fixed.  Rows (one per run and criterion) go to
+runs ``finetune_epochs`` at ``finetune_lr`` (default: the run config's), likelihood only, masks fixed.  Rows (one per run and criterion) go to
 ``<out>/results.csv``, rewritten atomically after every run; runs already there are skipped.
 ``report.py`` then picks each method's strengths by mean VALIDATION accuracy over seeds.
 
@@ -102,7 +102,7 @@ def run_job(args: tuple[dict[str, Any], dict[str, Any]]) -> list[dict[str, Any]]
     settings = {k: v for k, v in job.items() if k != "method"}
     config = RunConfig.from_flat(model=study["model"], dataset="mnist", epochs=study["epochs"],
                                  subset=study.get("subset"), val_size=study["val_size"], keep=(1.0,), threads=1,
-                                 download=False, finetune_lr=study.get("finetune_lr", 0.01), **settings)
+                                 download=False, **{k: study[k] for k in ("finetune_lr",) if k in study}, **settings)
     data = load_dataset("mnist", None, val_size=study["val_size"], seed=job["seed"], download=False,
                         subset=study.get("subset"))
     result = run_fit(config, progress=False, data=data)

@@ -38,6 +38,7 @@ from bayes_halo.pipeline import finetune, load_data, run_fit
 from bayes_halo.pruning import pruned_copy
 from bayes_halo.pruning.heads import (head_unit_groupings, keep_counts, magnitude_scores, prune_masks,
                                       wanda_scores)
+from bayes_halo.pruning.structured import group_criteria
 from bayes_halo.training.evaluate import split_score
 
 FIELDS = ["model", "method", "criterion", "finetune_epochs", "seed", "xi", "psi", "size_power", "heads_kept", "units_kept",
@@ -126,10 +127,8 @@ def halo_rows(args: argparse.Namespace, seed: int, point: str, data: ArrayData, 
                      data=data)
     module = result.module
     heads, units = head_unit_groupings(module.net)
-    prior = module.prior
-    coefficient = {g.name: -prior.coefficient(module.hyper(g.name)[prior.coefficient_of].detach(), g.size)
-                   for g in heads + units}
-    criteria = {"halo-coefficient": coefficient, "magnitude": magnitude_scores(heads + units, module.net)}
+    criteria = {"halo-coefficient": group_criteria(module)["coefficient"],
+                "magnitude": magnitude_scores(heads + units, module.net)}
     return pruned_rows(module, data, config, args, criteria, "group-halo", result.metrics["train_seconds"])
 
 
