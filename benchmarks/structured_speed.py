@@ -11,7 +11,8 @@ by the L1 norm of their groups, Li et al. 2017, per layer):
 * ResNet-56 and VGG-16-bn (CIFAR shape) with 50 % and 70 % of every coupled channel set zeroed
   (``out-unit`` groupings, ``by="layer"``); what export can remove is what it reports.
 
-Both sides are ``torch.export`` programs loaded from ``.pt2`` files (what a user runs), timed at
+Both sides are ``torch.export`` programs loaded from ``.pt2`` files (what a user runs; both in the saved
+form of :mod:`bayes_halo.export.deploy`: BatchNorm folded, convolutions channels-last), timed at
 batch 1 and 256 with 1 and 2 threads.  Variants run interleaved in rounds (dense, pruned, dense,
 pruned, ...) so that load from other processes hits them alike; each speed-up is the median over
 rounds of (dense time / pruned time) within a round.  Beside it: the multiply-add ratio and

@@ -16,6 +16,7 @@ from torch import nn
 from ..atomic import atomic_write
 from ..errors import ConfigError
 from .cost import costs
+from .deploy import deployable
 from .removal import Removal, remove_dead_units
 
 TOLERANCE = 1e-4
@@ -23,18 +24,21 @@ TOLERANCE = 1e-4
 
 @dataclass
 class ExportedNetwork:
-    """The shrunk network (same class as the input, smaller layers), its costs before/after, the removal."""
+    """The shrunk network (same class as the input, smaller layers), its costs before/after, the removal,
+    and ``deployed``: the same function as it is saved (:func:`~.deploy.deployable`: BatchNorms folded,
+    convolutions channels-last)."""
 
     network: nn.Module
     before: dict[str, Any]
     after: dict[str, Any]
     removal: Removal
     input_shape: tuple[int, ...]
+    deployed: nn.Module
 
     def program(self) -> torch.export.ExportedProgram:
-        """The network as a ``torch.export`` program with a dynamic batch dimension."""
+        """``deployed`` as a ``torch.export`` program with a dynamic batch dimension."""
         example = torch.zeros(2, *self.input_shape, dtype=_dtype(self.network), device=_device(self.network))
-        return torch.export.export(self.network, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
+        return torch.export.export(self.deployed, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
 
     def save(self, path: str | Path) -> Path:
         """Write the ``.pt2`` file atomically."""
@@ -51,7 +55,8 @@ def export_network(net: nn.Module, input_shape: tuple[int, ...], example: torch.
     on (needed where inputs are not real-valued images, e.g. a character model's token ids);
     by default standard-normal inputs of ``input_shape``.
 
-    Raises ConfigError when the shrunk copy's outputs differ from ``net``'s by more than
+    The copy is also put in the form it is saved in (``deployed``, :func:`~.deploy.deployable`).
+    Raises ConfigError when the outputs of either differ from ``net``'s by more than
     ``TOLERANCE * (1 + max |output|)`` (an operation that maps 0 to non-zero between layers).
     """
     net = net.eval()
@@ -66,13 +71,15 @@ def export_network(net: nn.Module, input_shape: tuple[int, ...], example: torch.
         small = copy.deepcopy(net)
         removal = remove_dead_units(small, example)
     after = costs(small, example)
+    deployed, notes = deployable(small, example)
+    removal.notes.extend(notes)
     with torch.no_grad():
-        expected, got = net(probe), small(probe)
-    gap = float((expected - got).abs().max())
-    if not gap <= TOLERANCE * (1 + float(expected.abs().max())):
-        raise ConfigError(f"export: removing dead units of {type(net).__name__} changed its outputs by {gap:.3g}; "
-                          "an operation between its layers maps 0 to non-zero")
-    return ExportedNetwork(small, before, after, removal, tuple(input_shape))
+        expected = net(probe)
+        gaps = [float((expected - candidate(probe)).abs().max()) for candidate in (small, deployed)]
+    if not max(gaps) <= TOLERANCE * (1 + float(expected.abs().max())):
+        raise ConfigError(f"export: removing dead units of {type(net).__name__} changed its outputs by {gaps[0]:.3g} "
+                          f"({gaps[1]:.3g} as saved); an operation between its layers maps 0 to non-zero")
+    return ExportedNetwork(small, before, after, removal, tuple(input_shape), deployed)
 
 
 def _dtype(net: nn.Module) -> torch.dtype:
