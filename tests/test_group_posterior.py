@@ -118,6 +118,8 @@ def test_fit_svi_with_groups_writes_group_inclusion(tmp_path):
     assert summary == pytest.approx(small[0].mean(0))  # P(||w_g|| < eps | data) per group
     expected_small = sum(summary)
     assert posterior["groups"][1]["expected_small"] == pytest.approx(expected_small, abs=1e-5)
+    forests = sorted(path.name for path in out.glob("posterior_forest_*.png"))
+    assert "posterior_forest_fc2-inputs.png" in forests and not any(":" in name for name in forests)
 
 
 def test_nuts_refuses_group_priors_in_one_line():

@@ -71,6 +71,11 @@ def group_shrinkage(draws: Mapping[str, Tensor], map_values: Mapping[str, Tensor
     return result
 
 
+def inclusion_score(p_small: Tensor, snr: Tensor, num_draws: int) -> Tensor:
+    """``1 - p_small + (2/pi) atan(snr) / (S + 1)`` per group (float64): larger = keep (module docstring)."""
+    return (1 - p_small).double() + (torch.atan(snr) * (2 / math.pi) / (num_draws + 1)).double()
+
+
 def group_inclusion_scores(shrinkage: Mapping[str, GroupShrinkage], groupings: Mapping[str, Grouping],
                            weight_scores: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Per-weight ``group-inclusion`` scores of the tensors in ``weight_scores`` (their per-weight inclusion scores).
@@ -80,8 +85,7 @@ def group_inclusion_scores(shrinkage: Mapping[str, GroupShrinkage], groupings: M
     """
     scores = dict(weight_scores)
     for site, d in shrinkage.items():
-        num_draws = len(d.norms)
-        group = (1 - d.p_small).double() + (torch.atan(d.snr) * (2 / math.pi) / (num_draws + 1)).double()
+        group = inclusion_score(d.p_small, d.snr, len(d.norms))
         matrix = group.unsqueeze(-1).expand(groupings[site].n_groups, groupings[site].size)
         for name, tensor in groupings[site].scatter(matrix).items():
             if name in scores:

@@ -9,7 +9,8 @@ evenly spaced along each dim; ``posterior_summary`` holds mean, sd, q05, q95 of 
 ``sample_stats`` the -ELBO per step.  With a group prior it also holds, in full, the draws of each
 grouping's group norms ``<site>_norm`` and of ``<site>_small`` (``||w_g|| < eps``), whose
 posterior-summary mean is ``P(||w_g|| < eps | data)`` per group (:mod:`.group_posterior`).
-``posterior_forest_<site>.png`` shows each site's stored entries (ArviZ's forest plot).
+``posterior_forest_<site>.png`` shows each site's stored entries (ArviZ's forest plot; a grouping's ``:``
+is written ``-`` in the file name, which Windows file systems refuse).
 ``posterior_scores.pt`` holds the posterior pruning criteria's per-weight scores, so
 ``python -m bayes_halo.export --criterion snr`` prunes exactly as the run compared.
 """
@@ -117,7 +118,7 @@ def _write(out: Path, module: BayesianModule, svi, draws, map_values, rows, conf
     stored = arviz_compat.group(idata, "posterior").data_vars
     for site in module.sites:
         if site in stored:
-            save_figure(out / FOREST.format(site=site), plot_posterior_forest(idata, site))
+            save_figure(out / FOREST.format(site=site.replace(":", "-")), plot_posterior_forest(idata, site))
     weight_draws, map_network = module.network_values(draws), module.network_values(map_values)
     weights = {site: weight_draws[site] for site in weight_sites(module)}
     map_weights = {site: map_network[site] for site in weight_sites(module)}
