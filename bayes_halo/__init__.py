@@ -3,7 +3,8 @@
 The main objects:
 
 * :mod:`bayes_halo.priors`: Normal, Laplace, AdaptiveLaplace, HALO, SharedHALO, Horseshoe,
-  RegularizedHorseshoe; each a Pyro fragment with a matching closed-form penalty.
+  RegularizedHorseshoe; each a Pyro fragment with a matching closed-form penalty; and the group priors
+  GroupLaplace, GroupAdaptiveLaplace, GroupHALO, GroupHorseshoe (one scale per unit, channel or head).
 * :func:`attach`: a prior on the layers of any ``torch.nn.Module``, for your own loop and optimiser;
   it returns a :class:`BayesianModule` (``penalty``, ``add_prior_grad_``, ``attach_optimizer``,
   ``prune``, ``export``), whose fast torch objective and Pyro model are the same estimator.
@@ -23,8 +24,8 @@ from .api import attach
 from .errors import BayesHaloError, CheckpointError, ConfigError, DataUnavailableError, DivergenceError
 from .inference.map import MAPResult, fit_map
 from .models.bayesian import BayesianModule
-from .priors import (HALO, PRIORS, AdaptiveLaplace, Horseshoe, Laplace, Normal, Prior,
-                     RegularizedHorseshoe, SharedHALO, SitePriors, register_prior)
+from .priors import (HALO, PRIORS, AdaptiveLaplace, GroupAdaptiveLaplace, GroupHALO, GroupHorseshoe, GroupLaplace,
+                     Horseshoe, Laplace, Normal, Prior, RegularizedHorseshoe, SharedHALO, SitePriors, register_prior)
 from .training.adamw import PriorAdamW
 from .training.optim import PriorSGD
 
@@ -35,5 +36,6 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = ["attach", "BayesianModule", "PriorSGD", "PriorAdamW", "fit_map", "MAPResult", "Prior", "PRIORS", "Normal", "Laplace",
            "AdaptiveLaplace", "HALO", "SharedHALO", "Horseshoe", "RegularizedHorseshoe", "SitePriors", "register_prior",
+           "GroupLaplace", "GroupAdaptiveLaplace", "GroupHALO", "GroupHorseshoe",
            "BayesHaloError", "ConfigError", "DataUnavailableError", "CheckpointError", "DivergenceError",
            "__version__"]

@@ -11,12 +11,13 @@ Everything else is a method of the returned :class:`~bayes_halo.models.bayesian.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from .config.choices import DEFAULT_POSITIVITY, Positivity
 from .errors import ConfigError
+from .groups import Grouping
 from .models.bayesian import BayesianModule
 from .models.likelihoods import Likelihood
 from .models.selection import Layers, prunable_parameters
@@ -25,7 +26,8 @@ from .priors import Prior, SitePriors
 
 def attach(net: nn.Module, prior: Prior, n_data: int, *, layers: Layers = None,
            per_layer: Mapping[str, Prior] | None = None, include_bias: bool = False,
-           likelihood: Likelihood | None = None, positivity: Positivity = DEFAULT_POSITIVITY) -> BayesianModule:
+           likelihood: Likelihood | None = None, positivity: Positivity = DEFAULT_POSITIVITY,
+           groups: str | Sequence[Grouping] = "weight", example_input: Tensor | None = None) -> BayesianModule:
     """``net`` with ``prior`` on the weights of its chosen layers; ``model(x)`` is ``net(x)``.
 
     Args:
@@ -40,7 +42,15 @@ def attach(net: nn.Module, prior: Prior, n_data: int, *, layers: Layers = None,
         include_bias: the chosen layers' biases carry the prior too.
         likelihood: the observation model of ``model.objective``/``model.model`` (default: categorical on logits).
         positivity: the coordinate of the positive hyper-variables (``"abs"``, as on the command line).
+        groups: ``"weight"`` (one prior scale per weight, the default), a structure of
+            :mod:`bayes_halo.groups.structures` (``"unit"``, ``"out-unit"``, ``"bn-scale"``; heads and MLP
+            units of a transformer are ``"unit"`` groups) or a sequence of
+            :class:`~bayes_halo.groups.Grouping`; with groups ``prior`` is a group prior
+            (``GroupHALO``, ``GroupLaplace``, ...), one scale per group.
+        example_input: a batch ``net`` accepts, to trace channels coupled by residual sums (convolutional structures).
     """
+    if per_layer and groups != "weight":
+        raise ConfigError("`per_layer` sets per-weight priors layer by layer: with `groups`, give one group prior")
     if per_layer:
         chosen = prunable_parameters(net, include_bias=include_bias, layers=layers)
         unknown = sorted(set(per_layer) - {site.rpartition(".")[0] for site in chosen})
@@ -49,4 +59,4 @@ def attach(net: nn.Module, prior: Prior, n_data: int, *, layers: Layers = None,
         prior = SitePriors(prior, {site: per_layer[site.rpartition(".")[0]] for site in chosen
                                    if site.rpartition(".")[0] in per_layer})
     return BayesianModule(net, prior, n_data, likelihood=likelihood, include_bias=include_bias,
-                          positivity=positivity, layers=layers)
+                          positivity=positivity, layers=layers, groups=groups, example_input=example_input)

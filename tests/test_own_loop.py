@@ -235,3 +235,49 @@ def test_grad_scaler_and_gradient_accumulation_apply_the_prior_once_per_step(flo
     for model in (scaled, accumulated):
         for site, value in reference.site_values().items():
             torch.testing.assert_close(model.site_values()[site], value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups", ["unit", "out-unit"])
+@pytest.mark.parametrize("method", ["coupled", "decoupled"])
+def test_group_prior_in_the_own_loop_follows_autograd(method, groups, float64):
+    """attach(groups=...) + attach_optimizer(SGD): coupled == SGD on autograd of mean_nll + R; decoupled ==
+    w <- w - lr dR/dw (autograd, every member tensor of a group) then SGD on the likelihood, dR/dr on the lambdas."""
+    lr, hyper_lr = 0.05, 0.03
+    generator = torch.Generator().manual_seed(3)
+    net = small_net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    model = bayes_halo.attach(net, bayes_halo.GroupHALO(0.01, 0.02), N, groups=groups,
+                              example_input=torch.zeros(2, 6))
+    assert model.groupings and set(model.sites) == set(model.groupings)
+    reference = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.net.parameters(), lr=lr)
+    model.attach_optimizer(optimizer, method, hyper_lr=hyper_lr)
+    weights, hypers = list(reference.net.parameters()), list(reference.hyper_parameters())
+    by_hand = torch.optim.SGD([{"params": weights}, {"params": hypers, "lr": hyper_lr}], lr=lr)
+    for x, y in batches():
+        optimizer.zero_grad()
+        model.likelihood.mean_nll(model(x), y).backward()
+        optimizer.step()
+        by_hand.zero_grad()
+        if method == "coupled":
+            reference.objective(x, y).backward()
+        else:  # both gradients at the weights before the step
+            reference.likelihood.mean_nll(reference(x), y).backward()
+            grads = torch.autograd.grad(reference.penalty(), weights + hypers, allow_unused=True)
+            with torch.no_grad():
+                for w, g in zip(weights, grads):
+                    if g is not None:
+                        w.sub_(lr * g)
+            for r, g in zip(hypers, grads[len(weights):]):
+                r.grad = g
+        by_hand.step()
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_per_layer_priors_and_groups_do_not_mix():
+    with pytest.raises(ConfigError, match="per_layer"):
+        bayes_halo.attach(small_net(), bayes_halo.GroupHALO(0.01, 0.02), N, groups="unit",
+                          per_layer={"0": bayes_halo.GroupHALO(0.1, 0.2)}, example_input=torch.zeros(2, 6))

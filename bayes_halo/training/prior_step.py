@@ -17,7 +17,8 @@ group without weight decay.
   decouples weight decay.
 * ``"proximal"``: after the step ``w <- prox_{lr R(., h)}(w)``; for the lasso-type priors
   (Laplace, adaptive Laplace, HALO) soft thresholding at ``lr xi / lambda_j^2``, which leaves
-  exact zeros.  A prior without a closed-form proximal map gets the decoupled step.
+  exact zeros.  A prior without a closed-form proximal map (the group priors among them) gets the
+  decoupled step; a grouping's step moves its member tensors.
 
 The hyper-variables (``hyper``): ``"optimizer"`` steps them with the optimiser on ``dR/dr`` (as
 above); ``"profile"`` (proximal only) sets them after each step to their exact minimiser at the
@@ -126,11 +127,14 @@ class PriorStep:
         if self.hyper == "optimizer":
             self._add_hyper(optimizer, group_of, hyper_lr)
         params = dict(module.net.named_parameters())
-        missing = [site for site in module.sites if id(params.get(site)) not in group_of]
+        #: every prior-carrying tensor's name -> its site (a per-weight site, or a grouping it is a member of)
+        self._site_of = {name: site for site in module.sites
+                         for name in (module.groupings[site].tensor_names if site in module.groupings else (site,))}
+        missing = [name for name in self._site_of if id(params.get(name)) not in group_of]
         if missing:
             raise ConfigError(f"the optimiser does not hold the prior's weights {missing}")
-        #: site -> (weight, its parameter group)
-        self._weights = {site: (params[site], group_of[id(params[site])]) for site in module.sites}
+        #: tensor name -> (tensor, its parameter group)
+        self._weights = {name: (params[name], group_of[id(params[name])]) for name in self._site_of}
         self._site_ids = {id(w) for w, _ in self._weights.values()}
         self._lr_tensors: dict[int, tuple[float, Tensor]] = {}
         self._update = torch.compile(proximal_update, dynamic=False) if compile else proximal_update
@@ -180,11 +184,11 @@ class PriorStep:
         if self.method == "coupled":
             self.module.add_prior_grad_()
             return
-        moved = {id(w): site for site, (w, _) in self._weights.items() if site not in self._proximal}
+        moved = {id(w): name for name, (w, _) in self._weights.items() if self._site_of[name] not in self._proximal}
         for param, grad in self.module.prior_gradients():
-            site = moved.get(id(param))
-            if site is not None:
-                param.sub_(grad.mul_(self._lr(self._weights[site][1], param)))
+            name = moved.get(id(param))
+            if name is not None:
+                param.sub_(grad.mul_(self._lr(self._weights[name][1], param)))
             elif id(param) not in self._site_ids and self.hyper == "optimizer":
                 param.grad = grad if param.grad is None else param.grad.add_(grad)
 
