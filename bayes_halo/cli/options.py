@@ -23,7 +23,7 @@ from ..config.sections import SECTIONS, RunConfig
 from ..errors import BayesHaloError, ConfigError
 
 #: argument-group titles of the run's sections in ``--help``
-TITLES = {"prior": "prior", "data": "data", "model": "model", "train": "training (SGD with momentum)",
+TITLES = {"prior": "prior", "data": "data", "model": "model", "train": "training (SGD with momentum or AdamW)",
           "prune": "pruning (one shot, after training)", "posterior": "posterior (after the MAP fit)",
           "": "run"}
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+#: the fast path's optimisers: "sgd" (SGD with momentum, the paper's) and "adamw"
+OPTIMIZERS = ("sgd", "adamw")
+
 #: "32": float32 throughout; "bf16": bfloat16 autocast for the network's forward pass only
 PRECISIONS = ("32", "bf16")
 

@@ -1,4 +1,4 @@
-"""The fast training path: SGD with momentum on ``mean_nll + penalty``.
+"""The fast training path: SGD with momentum or AdamW on ``mean_nll + penalty``.
 
 The loop back-propagates the likelihood alone; the optimiser's step adds the prior's gradient
 (:mod:`.optim`), so the penalty costs no autograd pass and no evaluation per step.
@@ -33,6 +33,7 @@ from ..config.sections import TrainConfig, changed_settings
 from ..models.bayesian import BayesianModule
 from .checkpoint import load_checkpoint, save_checkpoint
 from .objective import TrainingObjective
+from .adamw import PriorAdamW
 from .optim import PriorSGD, compile_pays
 from .progress import Progress
 
@@ -51,17 +52,24 @@ class TrainResult:
 
 
 def build_optimizer(module: BayesianModule, config: TrainConfig, n_steps: int | None = None) -> torch.optim.Optimizer:
-    """SGD with momentum on ``mean_nll + penalty``; the hyper-variables in their own group.
+    """``config.optimizer`` on ``mean_nll + penalty``; the hyper-variables in their own group.
 
-    With a prior, :class:`~bayes_halo.training.optim.PriorSGD` (the prior's gradient inside the
-    step: back-propagate the likelihood alone), compiled as ``config.compile_update`` says
-    ("auto": when ``n_steps`` training steps pay the compile back); without one, ``torch.optim.SGD``.
+    With a prior, :class:`~bayes_halo.training.optim.PriorSGD` or
+    :class:`~bayes_halo.training.adamw.PriorAdamW` (the prior's gradient inside the step:
+    back-propagate the likelihood alone), compiled as ``config.compile_update`` says ("auto": when
+    ``n_steps`` training steps pay the compile back); without one, ``torch.optim.SGD`` or ``AdamW``.
     """
+    adamw = config.optimizer == "adamw"
     if module.prior is None:
+        if adamw:
+            return torch.optim.AdamW(module.network_parameters(), lr=config.lr, weight_decay=config.weight_decay)
         return torch.optim.SGD(module.network_parameters(), lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     compile = config.compile_update == "on" or (config.compile_update == "auto" and n_steps is not None
-                                                 and compile_pays(module, n_steps))
+                                                and compile_pays(module, n_steps))
+    if adamw:
+        return PriorAdamW(module, config.lr, weight_decay=config.weight_decay, hyper_lr=config.hyper_lr,
+                          compile=compile)
     return PriorSGD(module, config.lr, config.momentum, config.weight_decay, config.hyper_lr, compile=compile)
 
 

@@ -52,6 +52,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--subset", type=int, default=None, help="training examples (before validation)")
@@ -73,7 +74,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def base_config(args: argparse.Namespace, seed: int, **settings: Any) -> RunConfig:
     data = {"dataset": "stdlib-text"} if args.model == "char-transformer" else {
         "dataset": "mnist", "download": False, "data_dir": None, "val_size": args.val_size}
-    return RunConfig.from_flat(model=args.model, seed=seed, epochs=args.epochs, lr=args.lr,
+    return RunConfig.from_flat(model=args.model, seed=seed, epochs=args.epochs, optimizer=args.optimizer, lr=args.lr,
                                batch_size=args.batch_size, subset=args.subset, keep=(0.5,), device="cpu",
                                finetune_lr=args.lr / 10, **data, **settings)
 
