@@ -30,3 +30,22 @@ def test_tiny_study_prunes_every_method_to_the_same_multiply_adds(tmp_path):
     assert len([r for r in rows if r["method"] == "group-halo" and r["seed"] == "0"]) == 4  # both grid points
     summary = (tmp_path / "summary.md").read_text()
     assert "experiments/transformer_study/run.py --model char-transformer" in summary
+
+
+def test_select_mean_trains_every_point_on_every_seed_and_a_rerun_resumes(tmp_path):
+    runner = load_runner()
+    args = ["--model", "char-transformer", "--out", str(tmp_path), "--seeds", "0", "1", "--epochs", "1",
+            "--subset", "16", "--batch-size", "8", "--grid", "5e-5:1e-4", "1e-2:1e-2", "--calibration", "4",
+            "--select", "mean"]
+    assert runner.main(args) == 0
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    halo = [r for r in rows if r["method"] == "group-halo" and r["criterion"] == "halo-coefficient"]
+    assert sorted((r["seed"], r["xi"]) for r in halo) == [("0", "0.01"), ("0", "5e-05"), ("1", "0.01"), ("1", "5e-05")]
+    mean_val = {xi: sum(float(r["val"]) for r in halo if r["xi"] == xi) / 2 for xi in ("5e-05", "0.01")}
+    best = min(mean_val, key=mean_val.get)  # bits per character: lower is better
+    summary = (tmp_path / "summary.md").read_text()
+    assert "mean over seeds 0, 1" in summary and f"{float(best):g}:" in summary.split("chosen on validation")[1][:80]
+    assert runner.main(args) == 0  # every folder holds a finished checkpoint: re-evaluated, not retrained
+    again = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [(r["seed"], r["xi"], r["val"], r["test"]) for r in again] == [(r["seed"], r["xi"], r["val"], r["test"])
+                                                                          for r in rows]

@@ -8,8 +8,12 @@ learned coefficient ``xi / lambda_g^2`` and by group magnitude, with no fine-tun
 the END-of-training model.  Equal counts of heads and units mean equal multiply-adds (every head
 costs the same, every unit too), reported per row from the shrunk network.
 
-Strengths are chosen on VALIDATION: every ``--grid`` point is trained with seed 0, and the point with
-the best validation metric after pruning (HALO coefficient criterion) is trained with the other seeds.
+Strengths are chosen on VALIDATION: with ``--select first-seed`` (the default) every ``--grid`` point is
+trained with the first seed, and the point with the best validation metric after pruning (HALO
+coefficient criterion) is trained with the other seeds; with ``--select mean`` every point is trained
+with every seed and the point with the best mean validation metric over the seeds is reported.  A run
+folder that already holds a checkpoint of the same settings is resumed (a finished one only re-evaluated),
+so an interrupted or extended study does not train again what it has.
 Rows go to ``<out>/results.csv`` (rewritten after every run); ``<out>/summary.md`` (rewritten after
 every seed) gives mean and sd over the seeds done so far and the command that made them.
 
@@ -34,7 +38,7 @@ from bayes_halo.atomic import write_text
 from bayes_halo.config.sections import RunConfig
 from bayes_halo.data import ArrayData
 from bayes_halo.models.bayesian import BayesianModule
-from bayes_halo.pipeline import finetune, load_data, run_fit
+from bayes_halo.pipeline import CHECKPOINT, FitResult, finetune, load_data, run_fit
 from bayes_halo.pruning import pruned_copy
 from bayes_halo.pruning.heads import (head_unit_groupings, keep_counts, magnitude_scores, prune_masks,
                                       wanda_scores)
@@ -58,6 +62,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", type=int, default=None, help="training examples (before validation)")
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--grid", type=str, nargs="+", default=["5e-5:1e-4"], help="group-HALO xi:psi points")
+    parser.add_argument("--select", choices=("first-seed", "mean"), default="first-seed",
+                        help="choose the grid point on the first seed's validation metric, or on its mean over "
+                             "every seed (every point trained with every seed)")
     parser.add_argument("--size-power", type=float, default=0.0,
                         help="group HALO's size_power: both strengths times d^P for a group of d weights "
                              "(5/6: a head and an MLP unit priced as their weights under per-weight HALO)")
@@ -108,9 +115,14 @@ def pruned_rows(module: BayesianModule, data: ArrayData, config: RunConfig, args
     return rows
 
 
+def fit_or_resume(config: RunConfig, folder: Path, data: ArrayData) -> FitResult:
+    """``run_fit`` into ``folder``, resuming its checkpoint if it has one (settings checked on resume)."""
+    return run_fit(config, folder, resume=(folder / CHECKPOINT).exists(), overwrite=True, progress=False, data=data)
+
+
 def dense_rows(args: argparse.Namespace, seed: int, data: ArrayData, out: Path) -> list[dict[str, Any]]:
     config = base_config(args, seed, prior="none")
-    result = run_fit(config, out / f"dense-seed{seed}", overwrite=True, progress=False, data=data)
+    result = fit_or_resume(config, out / f"dense-seed{seed}", data)
     net = result.module.net
     heads, units = head_unit_groupings(net)
     calibration = data.prepare_batch(data.x_train[:args.calibration])
@@ -124,8 +136,7 @@ def halo_rows(args: argparse.Namespace, seed: int, point: str, data: ArrayData, 
     xi, psi = (float(v) for v in point.split(":"))
     config = base_config(args, seed, prior="halo", groups="unit", xi=xi, psi=psi,
                          strength=(f"size_power={args.size_power!r}",))
-    result = run_fit(config, out / f"halo-{point.replace(':', '_')}-seed{seed}", overwrite=True, progress=False,
-                     data=data)
+    result = fit_or_resume(config, out / f"halo-{point.replace(':', '_')}-seed{seed}", data)
     module = result.module
     heads, units = head_unit_groupings(module.net)
     criteria = {"halo-coefficient": group_criteria(module)["coefficient"],
@@ -141,21 +152,31 @@ def write_rows(out: Path, rows: list[dict[str, Any]]) -> None:
     write_text(out / "results.csv", buffer.getvalue())
 
 
-def summary(rows: list[dict[str, Any]], command: str, chosen: str, selection: dict[str, float]) -> str:
+def point_label(point: str) -> str:
+    """``"4e-6:4e-5"`` as the rows print it (``"4e-06:4e-05"``)."""
+    return ":".join(f"{float(v):g}" for v in point.split(":"))
+
+
+def row_point(row: dict[str, Any]) -> str:
+    """The grid point of a group-HALO row, as :func:`point_label` prints it."""
+    return f"{row['xi']:g}:{row['psi']:g}"
+
+
+def summary(rows: list[dict[str, Any]], command: str, chosen: str, selection: dict[str, float], how: str) -> str:
     """Mean and sd over seeds of each (method, criterion, fine-tuning), with the command."""
     metric = rows[0]["metric"]
     lines = [f"# {rows[0]['model']}: heads and MLP units pruned to equal multiply-adds", "",
              f"Command: `{command}`", "",
-             f"group-HALO strength (xi:psi) chosen on validation with seed 0: {chosen} "
+             f"group-HALO strength (xi:psi) chosen on validation ({how}): {chosen} "
              f"(validation {metric} after pruning, by point: {json.dumps(selection)})", "",
              f"| method | criterion | fine-tune epochs | seeds | heads / units kept | multiply-adds (dense) "
              f"| test {metric} dense | test {metric} pruned | change |",
              "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["method"], r["criterion"], r["finetune_epochs"]) for r in rows
-                   if r["method"] != "group-halo" or f"{r['xi']:g}:{r['psi']:g}" == chosen})
+                   if r["method"] != "group-halo" or row_point(r) == chosen})
     for method, criterion, epochs in keys:
         group = [r for r in rows if (r["method"], r["criterion"], r["finetune_epochs"]) == (method, criterion, epochs)
-                 and (method != "group-halo" or f"{r['xi']:g}:{r['psi']:g}" == chosen)]
+                 and (method != "group-halo" or row_point(r) == chosen)]
         dense = [r["dense_test"] for r in group]
         test = [r["test"] for r in group]
         change = [t - d for t, d in zip(test, dense)]
@@ -176,21 +197,23 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(base_config(args, 0))
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    selection = {}
-    for point in args.grid:
-        rows += halo_rows(args, args.seeds[0], point, data, args.out)
-        coefficient = [r for r in rows if r["criterion"] == "halo-coefficient" and r["seed"] == args.seeds[0]][-1]
-        selection[point] = coefficient["val"]
-        write_rows(args.out, rows)
+    grid_seeds = args.seeds if args.select == "mean" else args.seeds[:1]
+    for seed in grid_seeds:
+        for point in args.grid:
+            rows += halo_rows(args, seed, point, data, args.out)
+            write_rows(args.out, rows)
+    selection = {point: statistics.fmean(r["val"] for r in rows if r["criterion"] == "halo-coefficient"
+                                         and row_point(r) == point_label(point)) for point in args.grid}
+    how = f"seed {args.seeds[0]}" if args.select == "first-seed" else f"mean over seeds {', '.join(map(str, grid_seeds))}"
     better = max if data.spec.higher_is_better else min
     chosen = better(selection, key=selection.get)
-    chosen_label = ":".join(f"{float(v):g}" for v in chosen.split(":"))
+    chosen_label = point_label(chosen)
     for seed in args.seeds:
         rows += dense_rows(args, seed, data, args.out)
-        if seed != args.seeds[0]:
+        if seed not in grid_seeds:
             rows += halo_rows(args, seed, chosen, data, args.out)
         write_rows(args.out, rows)
-        write_text(args.out / "summary.md", summary(rows, command, chosen_label, selection))
+        write_text(args.out / "summary.md", summary(rows, command, chosen_label, selection, how))
         print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", flush=True)
     print((args.out / "summary.md").read_text())
     return 0
