@@ -50,3 +50,20 @@ def test_fit_with_adamw_equals_torch_adamw_with_the_prior_attached(prior, groups
 def test_unknown_optimizer_is_one_line_exit_2(tmp_path, capsys):
     status = fit_cli.main([*DIGITS, "--optimizer", "adam", "--out", str(tmp_path / "r")])
     one_line(capsys, status, "adam")
+
+
+def test_interrupted_adamw_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    config = RunConfig.from_flat(**FLAT, prior="halo", groups="unit", seed=1)
+    straight = run_fit(config, tmp_path / "straight", progress=False).module.state_dict()
+    real_save = trainer.save_checkpoint
+
+    def save_then_interrupt(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_fit(config, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    resumed = run_fit(config, tmp_path / "resumed", resume=True, progress=False).module.state_dict()
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
