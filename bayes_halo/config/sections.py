@@ -178,9 +178,10 @@ class TrainConfig:
     """The fast MAP training: its optimiser (SGD with momentum or AdamW), its schedule and what each epoch reports."""
 
     optimizer: str = setting("sgd", "sgd: SGD with momentum (the paper's); adamw: AdamW (betas 0.9, 0.999; "
-                             "--weight-decay is then its decoupled decay). Either step adds the prior's "
-                             "gradient; through AdamW's normalisation the useful --xi is about 30-100x smaller "
-                             "than SGD's (experiments/own_loop)", choices=OPTIMIZERS)
+                             "--weight-decay is then its decoupled decay; give it its own --lr, e.g. 1e-3: the "
+                             "default 0.1 is SGD's). Either step adds the prior's gradient; retune --xi for AdamW: "
+                             "per-weight HALO's was 30-100x smaller than SGD's (experiments/own_loop), group "
+                             "HALO's on vit-tiny about the same (experiments/transformer_study)", choices=OPTIMIZERS)
     epochs: int = setting(30, "training epochs", at_least(1))
     batch_size: int = setting(100, "mini-batch size", at_least(1))
     lr: float = setting(0.1, "network learning rate", positive())
