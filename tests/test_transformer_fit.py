@@ -74,15 +74,20 @@ def test_bf16_and_svi_runs(flat, tmp_path):
     assert (tmp_path / "run" / "posterior.nc").stat().st_size > 0
 
 
-def test_one_step_on_two_ranks_equals_one_process(tmp_path):
-    flat = {**CHAR_FLAT, "subset": 8, "batch_size": 8}
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_one_step_on_two_ranks_equals_one_process(optimizer, tmp_path):
+    flat = {**CHAR_FLAT, "subset": 8, "batch_size": 8, "optimizer": optimizer, "groups": "unit",
+            **({"lr": 1e-3} if optimizer == "adamw" else {})}
+    # Adam's step lr m / (sqrt(v) + eps) turns the rounding of a gradient near eps (a LayerNorm scale here:
+    # 1.3e-5 measured) into a visible part of one step; 5 % of a step (lr 1e-3) still fails on other data per rank
+    atol = 5e-5 if optimizer == "adamw" else 1e-6
     done = torchrun([{"config": flat, "out": str(tmp_path / "ddp")}], tmp_path / "jobs.json")
     assert done.returncode == 0, done.stderr[-3000:]
     single = run_fit(RunConfig.from_flat(**flat), tmp_path / "one", progress=False).module.state_dict()
     for rank in (0, 1):
         ddp = load_state(tmp_path / "ddp" / f"rank{rank}.pt")
         for key, value in single.items():
-            torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6, msg=key)
+            torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=atol, msg=key)
 
 
 def test_path_needs_an_accuracy_and_says_so():
